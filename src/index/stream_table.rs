@@ -1,0 +1,300 @@
+//! The stream table: for every stream ever written, its last version and the
+//! position of its last event, as of the end of a sealed segment.
+//!
+//! One table is written beside each segment when it is sealed
+//! (`<first position>.streams`) and covers the whole log up to the end of that
+//! segment, not only the segment itself. So opening a log reads one table plus
+//! the active segment, however many segments there are, and purging old segments
+//! never makes the log forget a stream's version.
+//!
+//! ```text
+//! 0   [u8; 8] magic "CHRNLSTR"
+//! 8   u32     format version
+//! 12  u32     reserved, zero
+//! 16  u64     entry count (N)
+//! 24  u64     next position: the table covers every position below it
+//! 32  [u64;N] offset of each entry from the file start, entries sorted by name
+//! ..  entries: u16 name length, name (UTF-8), u64 last version, u64 last position
+//! end u32     crc32 of every byte before it
+//! ```
+
+use std::collections::HashMap;
+
+use byteorder::{ByteOrder, LittleEndian};
+
+use crate::error::CorruptionKind;
+use crate::record::limits;
+use crate::segment::FORMAT_VERSION;
+
+/// Magic number of stream table files.
+pub const STREAM_TABLE_MAGIC: [u8; 8] = *b"CHRNLSTR";
+/// File name extension of stream table files.
+pub const STREAM_TABLE_EXTENSION: &str = "streams";
+
+/// Offset of the format version.
+pub const VERSION_OFFSET: usize = STREAM_TABLE_MAGIC.len();
+/// Offset of the entry count.
+pub const ENTRY_COUNT_OFFSET: usize = VERSION_OFFSET + 2 * size_of::<u32>();
+/// Offset of the covered-through position.
+pub const NEXT_POSITION_OFFSET: usize = ENTRY_COUNT_OFFSET + size_of::<u64>();
+/// Size of the fixed header; the offset array follows.
+pub const TABLE_HEADER_SIZE: usize = NEXT_POSITION_OFFSET + size_of::<u64>();
+/// Size of the trailing CRC.
+pub const TABLE_CRC_SIZE: usize = size_of::<u32>();
+/// Fixed bytes of one entry besides its name.
+pub const ENTRY_FIXED_SIZE: usize = size_of::<u16>() + 2 * size_of::<u64>();
+
+const _: () = assert!(TABLE_HEADER_SIZE == 32);
+
+/// What the log knows about one stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamState {
+    /// Version of the stream's last event (its first event is version 0).
+    pub last_version: u64,
+    /// Position of the stream's last event.
+    pub last_position: u64,
+}
+
+/// A validated stream table held in memory.
+#[derive(Debug, Clone)]
+pub struct StreamTable {
+    bytes: Vec<u8>,
+    entry_count: usize,
+    next_position: u64,
+}
+
+impl StreamTable {
+    /// A table with no streams, covering nothing before `next_position`.
+    pub fn empty(next_position: u64) -> StreamTable {
+        StreamTable::decode(encode_entries(std::iter::empty(), 0, next_position))
+            .unwrap_or_else(|_| unreachable!("an empty table always decodes"))
+    }
+
+    /// Validates every byte of a table file: magic, version, CRC, and that every
+    /// entry lies inside the file in name order. Errors carry the byte offset.
+    pub fn decode(bytes: Vec<u8>) -> Result<StreamTable, (u64, CorruptionKind)> {
+        let too_short =
+            |needed: usize| CorruptionKind::Truncated { needed: needed as u64, available: bytes.len() as u64 };
+        if bytes.len() < TABLE_HEADER_SIZE + TABLE_CRC_SIZE {
+            return Err((0, too_short(TABLE_HEADER_SIZE + TABLE_CRC_SIZE)));
+        }
+        if bytes[..VERSION_OFFSET] != STREAM_TABLE_MAGIC {
+            return Err((0, CorruptionKind::BadMagic));
+        }
+        let crc_offset = bytes.len() - TABLE_CRC_SIZE;
+        let stored = LittleEndian::read_u32(&bytes[crc_offset..]);
+        let computed = crc32fast::hash(&bytes[..crc_offset]);
+        if stored != computed {
+            return Err((crc_offset as u64, CorruptionKind::ChecksumMismatch { stored, computed }));
+        }
+        let version = LittleEndian::read_u32(&bytes[VERSION_OFFSET..]);
+        if version != FORMAT_VERSION {
+            return Err((VERSION_OFFSET as u64, CorruptionKind::UnsupportedVersion { found: version }));
+        }
+        if LittleEndian::read_u32(&bytes[VERSION_OFFSET + size_of::<u32>()..]) != 0 {
+            return Err(((VERSION_OFFSET + size_of::<u32>()) as u64, CorruptionKind::NonZeroPadding));
+        }
+        let entry_count = LittleEndian::read_u64(&bytes[ENTRY_COUNT_OFFSET..]);
+        let offsets_end = usize::try_from(entry_count)
+            .ok()
+            .and_then(|count| count.checked_mul(size_of::<u64>()))
+            .and_then(|size| size.checked_add(TABLE_HEADER_SIZE))
+            .filter(|&end| end <= crc_offset)
+            .ok_or((ENTRY_COUNT_OFFSET as u64, CorruptionKind::InvalidField { field: "entry count" }))?;
+        let table = StreamTable {
+            next_position: LittleEndian::read_u64(&bytes[NEXT_POSITION_OFFSET..]),
+            entry_count: entry_count as usize,
+            bytes,
+        };
+        let mut previous: Option<&str> = None;
+        for index in 0..table.entry_count {
+            let entry_offset = TABLE_HEADER_SIZE + index * size_of::<u64>();
+            let (name, _) =
+                table.entry(index).ok_or((entry_offset as u64, CorruptionKind::InvalidField { field: "entry" }))?;
+            if table.entry_start(index).is_some_and(|start| start < offsets_end) || previous.is_some_and(|p| p >= name)
+            {
+                return Err((entry_offset as u64, CorruptionKind::InvalidField { field: "entry order" }));
+            }
+            previous = Some(name);
+        }
+        Ok(table)
+    }
+
+    /// The table's bytes, as written to disk.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Positions below this one are covered.
+    pub fn next_position(&self) -> u64 {
+        self.next_position
+    }
+
+    /// Number of streams.
+    pub fn len(&self) -> usize {
+        self.entry_count
+    }
+
+    /// True when no stream is known.
+    pub fn is_empty(&self) -> bool {
+        self.entry_count == 0
+    }
+
+    /// Looks a stream up by binary search.
+    pub fn get(&self, name: &str) -> Option<StreamState> {
+        let (mut low, mut high) = (0usize, self.entry_count);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let (entry_name, state) = self.entry(middle)?;
+            match entry_name.cmp(name) {
+                std::cmp::Ordering::Less => low = middle + 1,
+                std::cmp::Ordering::Greater => high = middle,
+                std::cmp::Ordering::Equal => return Some(state),
+            }
+        }
+        None
+    }
+
+    /// Every stream, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, StreamState)> + '_ {
+        (0..self.entry_count).filter_map(move |index| self.entry(index))
+    }
+
+    /// The bytes of a new table: this one with `updates` applied, covering
+    /// positions below `next_position`.
+    pub fn merged_with(&self, updates: &HashMap<Box<str>, StreamState>, next_position: u64) -> Vec<u8> {
+        let mut changed: Vec<(&str, StreamState)> = updates.iter().map(|(name, state)| (&**name, *state)).collect();
+        changed.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut merged: Vec<(&str, StreamState)> = Vec::with_capacity(self.entry_count + changed.len());
+        let mut old = self.iter().peekable();
+        let mut new = changed.into_iter().peekable();
+        loop {
+            let next = match (old.peek(), new.peek()) {
+                (Some(a), Some(b)) if a.0 < b.0 => old.next(),
+                (Some(a), Some(b)) if a.0 == b.0 => {
+                    old.next();
+                    new.next()
+                }
+                (Some(_), None) => old.next(),
+                (_, Some(_)) => new.next(),
+                (None, None) => break,
+            };
+            merged.extend(next);
+        }
+        let total_name_bytes = merged.iter().map(|(name, _)| name.len()).sum();
+        encode_entries(merged.into_iter(), total_name_bytes, next_position)
+    }
+
+    fn entry_start(&self, index: usize) -> Option<usize> {
+        let at = TABLE_HEADER_SIZE + index * size_of::<u64>();
+        let offset = LittleEndian::read_u64(self.bytes.get(at..at + size_of::<u64>())?);
+        usize::try_from(offset).ok()
+    }
+
+    fn entry(&self, index: usize) -> Option<(&str, StreamState)> {
+        let start = self.entry_start(index)?;
+        let end_of_entries = self.bytes.len() - TABLE_CRC_SIZE;
+        let name_length = LittleEndian::read_u16(self.bytes.get(start..start.checked_add(2)?)?) as usize;
+        if name_length == 0 || name_length > limits::STREAM_NAME_BYTES_MAX {
+            return None;
+        }
+        let name_start = start + size_of::<u16>();
+        let fixed_start = name_start + name_length;
+        let entry_end = fixed_start + 2 * size_of::<u64>();
+        if entry_end > end_of_entries {
+            return None;
+        }
+        let name = std::str::from_utf8(&self.bytes[name_start..fixed_start]).ok()?;
+        let state = StreamState {
+            last_version: LittleEndian::read_u64(&self.bytes[fixed_start..]),
+            last_position: LittleEndian::read_u64(&self.bytes[fixed_start + 8..]),
+        };
+        Some((name, state))
+    }
+}
+
+fn encode_entries<'a>(
+    entries: impl ExactSizeIterator<Item = (&'a str, StreamState)>,
+    total_name_bytes: usize,
+    next_position: u64,
+) -> Vec<u8> {
+    let count = entries.len();
+    let entries_start = TABLE_HEADER_SIZE + count * size_of::<u64>();
+    let size = entries_start + count * ENTRY_FIXED_SIZE + total_name_bytes + TABLE_CRC_SIZE;
+    let mut bytes = vec![0u8; entries_start];
+    bytes.reserve(size - entries_start);
+    bytes[..VERSION_OFFSET].copy_from_slice(&STREAM_TABLE_MAGIC);
+    LittleEndian::write_u32(&mut bytes[VERSION_OFFSET..], FORMAT_VERSION);
+    LittleEndian::write_u64(&mut bytes[ENTRY_COUNT_OFFSET..], count as u64);
+    LittleEndian::write_u64(&mut bytes[NEXT_POSITION_OFFSET..], next_position);
+    for (index, (name, state)) in entries.enumerate() {
+        let offset = bytes.len() as u64;
+        LittleEndian::write_u64(&mut bytes[TABLE_HEADER_SIZE + index * 8..], offset);
+        bytes.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(name.as_bytes());
+        bytes.extend_from_slice(&state.last_version.to_le_bytes());
+        bytes.extend_from_slice(&state.last_position.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    debug_assert_eq!(bytes.len(), size);
+    bytes
+}
+
+/// The file name of the table written when the segment starting at
+/// `first_position` was sealed.
+pub fn file_name(first_position: u64) -> String {
+    format!("{first_position:020}.{STREAM_TABLE_EXTENSION}")
+}
+
+/// The segment first position in a table file name, if `name` is one.
+pub fn parse_file_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(STREAM_TABLE_EXTENSION)?.strip_suffix('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(version: u64) -> StreamState {
+        StreamState { last_version: version, last_position: version * 10 }
+    }
+
+    #[test]
+    fn merge_keeps_old_entries_and_applies_updates() {
+        let mut first = HashMap::new();
+        first.insert("b".into(), state(1));
+        first.insert("d".into(), state(2));
+        let table = StreamTable::decode(StreamTable::empty(0).merged_with(&first, 5)).expect("valid");
+        let mut second = HashMap::new();
+        second.insert("a".into(), state(3));
+        second.insert("d".into(), state(9));
+        let table = StreamTable::decode(table.merged_with(&second, 9)).expect("valid");
+        let all: Vec<_> = table.iter().map(|(n, s)| (n.to_string(), s.last_version)).collect();
+        assert_eq!(all, vec![("a".into(), 3), ("b".into(), 1), ("d".into(), 9)]);
+        assert_eq!(table.get("d"), Some(state(9)));
+        assert_eq!(table.get("c"), None);
+        assert_eq!(table.next_position(), 9);
+    }
+
+    #[test]
+    fn any_damage_is_detected() {
+        let mut streams = HashMap::new();
+        for i in 0..20u64 {
+            streams.insert(format!("stream-{i}").into_boxed_str(), state(i));
+        }
+        let bytes = StreamTable::empty(0).merged_with(&streams, 100);
+        for byte in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[byte] ^= 0x01;
+            assert!(StreamTable::decode(damaged).is_err(), "flip at {byte}");
+        }
+        for cut in 0..bytes.len() {
+            assert!(StreamTable::decode(bytes[..cut].to_vec()).is_err(), "cut at {cut}");
+        }
+    }
+}

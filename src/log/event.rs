@@ -1,0 +1,124 @@
+//! Events going in and coming out.
+
+use crate::record::RecordRef;
+
+/// An event to append. Stream versions and positions are assigned by the log;
+/// the timestamp too, unless given (to import history).
+///
+/// ```
+/// use chronolog::NewEvent;
+/// let event = NewEvent::new("order-17", "Shipped", b"{}").with_metadata(b"{\"user\":1}");
+/// assert_eq!(event.stream, "order-17");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewEvent<'a> {
+    /// Stream (aggregate) the event belongs to: 1 to 1024 bytes of UTF-8.
+    pub stream: &'a str,
+    /// What happened: 1 to 255 bytes of UTF-8.
+    pub event_type: &'a str,
+    /// Application metadata (correlation ids, user); may be empty.
+    pub metadata: &'a [u8],
+    /// The event's data.
+    pub payload: &'a [u8],
+    /// Nanoseconds since the Unix epoch; `None` lets the log use its clock. A
+    /// given timestamp older than the log's last one is rejected with
+    /// [`crate::Error::TimestampOutOfOrder`]; the clock's reading is raised to
+    /// the last timestamp instead, so timestamps never decrease along the log.
+    pub timestamp_ns: Option<u64>,
+}
+
+impl<'a> NewEvent<'a> {
+    /// An event with no metadata and the log's clock as timestamp.
+    pub fn new(stream: &'a str, event_type: &'a str, payload: &'a [u8]) -> Self {
+        NewEvent { stream, event_type, metadata: &[], payload, timestamp_ns: None }
+    }
+
+    /// Sets the metadata.
+    pub fn with_metadata(mut self, metadata: &'a [u8]) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Sets an explicit timestamp.
+    pub fn with_timestamp_ns(mut self, timestamp_ns: u64) -> Self {
+        self.timestamp_ns = Some(timestamp_ns);
+        self
+    }
+}
+
+/// Where an appended event landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Global position.
+    pub position: u64,
+    /// Version within its stream (0 for the stream's first event).
+    pub stream_version: u64,
+    /// Timestamp stored.
+    pub timestamp_ns: u64,
+}
+
+/// An event read from the log, borrowing its strings and bytes from the
+/// memory map (no copy). Its CRC was checked when it was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRef<'a> {
+    /// Global position.
+    pub position: u64,
+    /// Nanoseconds since the Unix epoch.
+    pub timestamp_ns: u64,
+    /// Stream name.
+    pub stream: &'a str,
+    /// Version within the stream.
+    pub stream_version: u64,
+    /// Event type.
+    pub event_type: &'a str,
+    /// Metadata bytes.
+    pub metadata: &'a [u8],
+    /// Payload bytes.
+    pub payload: &'a [u8],
+}
+
+impl<'a> EventRef<'a> {
+    pub(crate) fn from_record(record: &RecordRef<'a>) -> Self {
+        EventRef {
+            position: record.header.position,
+            timestamp_ns: record.header.timestamp_ns,
+            stream: record.stream,
+            stream_version: record.header.stream_version,
+            event_type: record.event_type,
+            metadata: record.metadata,
+            payload: record.payload,
+        }
+    }
+
+    /// Copies the event out of the map.
+    pub fn to_event(&self) -> Event {
+        Event {
+            position: self.position,
+            timestamp_ns: self.timestamp_ns,
+            stream: self.stream.to_owned(),
+            stream_version: self.stream_version,
+            event_type: self.event_type.to_owned(),
+            metadata: self.metadata.to_vec(),
+            payload: self.payload.to_vec(),
+        }
+    }
+}
+
+/// An owned copy of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Global position.
+    pub position: u64,
+    /// Nanoseconds since the Unix epoch.
+    pub timestamp_ns: u64,
+    /// Stream name.
+    pub stream: String,
+    /// Version within the stream.
+    pub stream_version: u64,
+    /// Event type.
+    pub event_type: String,
+    /// Metadata bytes.
+    pub metadata: Vec<u8>,
+    /// Payload bytes.
+    pub payload: Vec<u8>,
+}

@@ -1,0 +1,211 @@
+//! Operations on the log as a whole: truncate, purge, verify, refresh.
+
+use super::open::{self, check_against_footer, list_stream_tables};
+use super::{truncation, Inner, LogView};
+use crate::error::{CorruptionKind, Error, Result};
+use crate::index::stream_table::{self, StreamTable};
+use crate::segment::{self, scan, ScanEnd, SegmentFooter, SegmentHeader, HEADER_SIZE};
+use crate::storage;
+
+/// What [`crate::Log::verify`] found.
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    /// Segment files checked.
+    pub segments_checked: usize,
+    /// Records whose CRC and framing were checked.
+    pub records_checked: u64,
+    /// Stream table files checked.
+    pub indexes_checked: usize,
+    /// Every problem found, each naming its file and offset.
+    pub problems: Vec<Error>,
+}
+
+impl VerifyReport {
+    /// True when nothing is wrong.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl Inner {
+    pub(super) fn truncate_after(&self, position: u64) -> Result<()> {
+        if !self.writable {
+            return Err(Error::ReadOnly);
+        }
+        let storage = &*self.options.storage;
+        let mut state = self.state.lock();
+        self.check_poisoned()?;
+        let (first, next) = (state.first_position(), state.next_position);
+        if position < first || position >= next {
+            return Err(Error::PositionOutOfRange { position, first, next });
+        }
+        if position + 1 == next {
+            return Ok(());
+        }
+        truncation::write_marker(storage, &self.directory, position)?;
+        let result = truncation::apply(storage, &self.directory, position)
+            .and_then(|()| truncation::remove_marker(storage, &self.directory))
+            .and_then(|()| open::load(&self.directory, &self.options, true));
+        let loaded = match result {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                // The marker is on disk: reopening finishes the cut.
+                self.poison(&error);
+                return Err(error);
+            }
+        };
+        *state = loaded.state;
+        *self.published.write() = state.published();
+        // Everything kept is durable: sealed segments were synced when sealed
+        // and a cut segment is rewritten and synced. A sync running now was for
+        // the old tail; the generation tells it its result no longer applies.
+        let mut sync = self.sync.lock();
+        sync.generation += 1;
+        sync.durable_next_position = state.next_position;
+        Ok(())
+    }
+
+    pub(super) fn purge_before(&self, position: u64) -> Result<usize> {
+        if !self.writable {
+            return Err(Error::ReadOnly);
+        }
+        let storage = &*self.options.storage;
+        let directory = &self.directory;
+        let mut state = self.state.lock();
+        self.check_poisoned()?;
+        let purgeable = state.segments[..state.segments.len() - 1]
+            .iter()
+            .take_while(|entry| entry.footer.is_some_and(|footer| footer.last_position < position))
+            .count();
+        if purgeable == 0 {
+            return Ok(0);
+        }
+        // Two stream tables must survive the purge (and are stored now, since
+        // the write of either may have failed when its segment was sealed): the
+        // newest, which opening reads, and the one covering everything before
+        // the new first segment, which a truncate into that segment falls back
+        // on. Older tables are superseded by the second one.
+        let newest = state
+            .segments
+            .iter()
+            .rev()
+            .find(|entry| entry.footer.is_some_and(|f| f.last_position + 1 == state.sealed_streams.next_position()))
+            .map(|entry| entry.segment.first_position());
+        if let Some(first) = newest {
+            let path = directory.join(stream_table::file_name(first));
+            storage::write_atomic(storage, &path, state.sealed_streams.as_bytes())
+                .map_err(|e| Error::io("write stream table", &path, e))?;
+        }
+        let new_first = state.segments[purgeable].segment.first_position();
+        let base_first = state.segments[purgeable - 1].segment.first_position();
+        let base =
+            open::load_stream_table(storage, directory, &state.segments, new_first, true, &mut Default::default())?;
+        let base_path = directory.join(stream_table::file_name(base_first));
+        storage::write_atomic(storage, &base_path, base.as_bytes())
+            .map_err(|e| Error::io("write stream table", &base_path, e))?;
+        for entry in &state.segments[..purgeable] {
+            truncation::remove_if_present(storage, entry.segment.path())?;
+            storage.sync_dir(directory).map_err(|e| Error::io("sync directory", directory, e))?;
+        }
+        for table_first in list_stream_tables(storage, directory)? {
+            if table_first < base_first && Some(table_first) != newest {
+                truncation::remove_if_present(storage, &directory.join(stream_table::file_name(table_first)))?;
+            }
+        }
+        state.segments.drain(..purgeable);
+        *self.published.write() = state.published();
+        Ok(purgeable)
+    }
+
+    pub(super) fn refresh(&self) -> Result<()> {
+        if self.writable {
+            return Ok(());
+        }
+        let loaded = open::load(&self.directory, &self.options, false)?;
+        let mut state = self.state.lock();
+        *state = loaded.state;
+        *self.published.write() = state.published();
+        Ok(())
+    }
+
+    pub(super) fn verify(&self) -> Result<VerifyReport> {
+        let view = LogView::new(self.published.read().clone());
+        let mut report = VerifyReport::default();
+        let mut timestamp_floor = 0;
+        let mut expected_first = view.first_position();
+        for (index, entry) in view.segments().iter().enumerate() {
+            report.segments_checked += 1;
+            let segment = &entry.segment;
+            let path = segment.path();
+            let bytes = segment.bytes();
+            if let Err((offset, kind)) = SegmentHeader::decode(bytes) {
+                report.problems.push(Error::corrupted(path, offset, kind));
+                continue;
+            }
+            if segment.first_position() != expected_first {
+                let kind = CorruptionKind::MissingSegment { position: expected_first };
+                report.problems.push(Error::corrupted(path, 0, kind));
+            }
+            let footer = match segment.footer() {
+                Ok(footer) => footer,
+                Err(error) => {
+                    report.problems.push(error);
+                    entry.footer
+                }
+            };
+            let end = view.data_end(index);
+            let outcome = scan(bytes, HEADER_SIZE as u64, end, segment.first_position(), timestamp_floor, |_, _| {});
+            report.records_checked += outcome.record_count;
+            timestamp_floor = outcome.last_timestamp_ns;
+            expected_first = outcome.next_position;
+            match (entry.footer, footer) {
+                (Some(_), Some(on_disk)) => {
+                    if let Err(error) = check_against_footer(segment, &outcome, &on_disk) {
+                        report.problems.push(error);
+                    }
+                    if let Some(problem) = padding_problem(segment, &on_disk) {
+                        report.problems.push(problem);
+                    }
+                    expected_first = on_disk.last_position + 1;
+                }
+                (Some(_), None) => {
+                    let kind = CorruptionKind::MissingFooter;
+                    report.problems.push(Error::corrupted(path, segment.data_limit(), kind));
+                }
+                (None, _) => {
+                    if let ScanEnd::Invalid { offset, kind } = &outcome.end {
+                        report.problems.push(Error::corrupted(path, *offset, kind.clone()));
+                    } else if outcome.valid_end != end {
+                        report.problems.push(Error::corrupted(
+                            path,
+                            outcome.valid_end,
+                            CorruptionKind::IncompleteBatch,
+                        ));
+                    }
+                }
+            }
+        }
+        self.verify_stream_tables(&mut report)?;
+        Ok(report)
+    }
+
+    fn verify_stream_tables(&self, report: &mut VerifyReport) -> Result<()> {
+        let storage = &*self.options.storage;
+        for first in list_stream_tables(storage, &self.directory)? {
+            let path = self.directory.join(stream_table::file_name(first));
+            report.indexes_checked += 1;
+            let bytes = storage::read_all(storage, &path).map_err(|e| Error::io("read stream table", &path, e))?;
+            if let Err((offset, kind)) = StreamTable::decode(bytes) {
+                report.problems.push(Error::corrupted(&path, offset, kind));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The bytes between a sealed segment's last record and its footer must be zero.
+fn padding_problem(segment: &segment::Segment, footer: &SegmentFooter) -> Option<Error> {
+    let padding = segment.bytes().get(footer.data_end_offset as usize..segment.data_limit() as usize)?;
+    let index = padding.iter().position(|&b| b != 0)?;
+    Some(Error::corrupted(segment.path(), footer.data_end_offset + index as u64, CorruptionKind::NonZeroPadding))
+}

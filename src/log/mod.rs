@@ -1,0 +1,269 @@
+//! The log: a directory of segments behind one `Send + Sync` handle.
+//!
+//! One writer (a mutex inside the log) appends; any number of threads read
+//! through [`LogView`]s, consistent snapshots of the log that borrow event bytes
+//! straight from the segments' memory maps.
+
+mod event;
+mod maintenance;
+mod open;
+mod options;
+mod salvage;
+mod state;
+mod truncation;
+mod view;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::error::{Error, Result};
+use crate::index::StreamState;
+use crate::storage::StorageFile;
+
+pub use event::{Appended, Event, EventRef, NewEvent};
+pub use maintenance::VerifyReport;
+pub use options::{Durability, LogOptions, RecoveryMode, SEGMENT_CAPACITY_BYTES_DEFAULT};
+pub use state::{DroppedBytes, RecoveryReport};
+pub use view::{Iter, LogView, RevIter};
+
+use state::{Published, State};
+
+/// An append-only event log in a directory.
+///
+/// ```
+/// use chronolog::{Durability, Log, LogOptions, NewEvent};
+///
+/// let directory = tempfile::tempdir()?;
+/// let options = LogOptions::default().durability(Durability::None);
+/// let log = Log::open(directory.path(), options.clone())?;
+/// let batch = [
+///     NewEvent::new("cart-1", "ItemAdded", b"apple"),
+///     NewEvent::new("cart-1", "ItemAdded", b"pear"),
+/// ];
+/// let appended = log.append_batch(&batch)?;
+/// assert_eq!(appended[1].stream_version, 1);
+/// log.sync()?;
+/// drop(log);
+///
+/// let log = Log::open(directory.path(), options)?;
+/// assert_eq!(log.next_position(), 2);
+/// let newest_first: Vec<_> = log
+///     .view()
+///     .iter_rev()
+///     .map(|event| event.map(|e| e.payload.to_vec()))
+///     .collect::<Result<_, _>>()?;
+/// assert_eq!(newest_first, vec![b"pear".to_vec(), b"apple".to_vec()]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Log {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    directory: PathBuf,
+    options: LogOptions,
+    writable: bool,
+    /// Held for the life of a writable log: the directory's writer lock.
+    _lock: Option<Arc<dyn StorageFile>>,
+    state: Mutex<State>,
+    published: RwLock<Published>,
+    sync: Mutex<SyncState>,
+    synced: Condvar,
+    poisoned: Mutex<Option<String>>,
+    report: RecoveryReport,
+}
+
+/// Group commit bookkeeping.
+#[derive(Debug, Default)]
+struct SyncState {
+    /// Every position below this one is durable.
+    durable_next_position: u64,
+    /// A thread is running an fdatasync for everyone.
+    leader_active: bool,
+    /// Number of fdatasync calls made for appends (for tests and benches).
+    sync_count: u64,
+    /// Bumped by `truncate_after`: a sync started before belongs to a tail
+    /// that no longer exists.
+    generation: u64,
+}
+
+impl Log {
+    /// Opens (creating it if needed) the log in `directory` for reading and
+    /// writing, recovering from a crash as `options` say. Fails with
+    /// [`Error::Locked`] when another writer has it open.
+    pub fn open(directory: impl AsRef<Path>, options: LogOptions) -> Result<Log> {
+        options.validate()?;
+        let directory = directory.as_ref().to_path_buf();
+        let storage = &*options.storage;
+        storage.create_dir_all(&directory).map_err(|e| Error::io("create directory", &directory, e))?;
+        let lock = open::lock_directory(storage, &directory)?;
+        let loaded = open::load(&directory, &options, true)?;
+        Ok(Log::from_loaded(directory, options, Some(lock), loaded))
+    }
+
+    /// Opens the log in `directory` read-only: no lock is taken, nothing on disk
+    /// is changed, and it works while another process appends. Damage is
+    /// reported, never repaired; a partly written last batch is simply not
+    /// shown. Call [`Log::refresh`] to see what the writer added since.
+    pub fn open_read_only(directory: impl AsRef<Path>, options: LogOptions) -> Result<Log> {
+        options.validate()?;
+        let directory = directory.as_ref().to_path_buf();
+        let options = match options.recovery_mode {
+            RecoveryMode::Strict => options,
+            _ => options.recovery_mode(RecoveryMode::TolerateTornTail),
+        };
+        let loaded = open::load(&directory, &options, false)?;
+        Ok(Log::from_loaded(directory, options, None, loaded))
+    }
+
+    fn from_loaded(
+        directory: PathBuf,
+        options: LogOptions,
+        lock: Option<Arc<dyn StorageFile>>,
+        loaded: open::Loaded,
+    ) -> Log {
+        let published = loaded.state.published();
+        let durable_next_position = loaded.state.next_position;
+        Log {
+            inner: Arc::new(Inner {
+                directory,
+                writable: lock.is_some(),
+                options,
+                _lock: lock,
+                state: Mutex::new(loaded.state),
+                published: RwLock::new(published),
+                sync: Mutex::new(SyncState { durable_next_position, ..SyncState::default() }),
+                synced: Condvar::new(),
+                poisoned: Mutex::new(None),
+                report: loaded.report,
+            }),
+        }
+    }
+
+    /// Appends one event; see [`Log::append_batch`].
+    pub fn append(&self, event: &NewEvent<'_>) -> Result<Appended> {
+        let appended = self.inner.append_batch(std::slice::from_ref(event))?;
+        appended.first().copied().ok_or(Error::EmptyBatch)
+    }
+
+    /// Appends events atomically: after a crash either all of them are in the
+    /// log or none is. With [`Durability::Sync`] they are on disk when this
+    /// returns.
+    pub fn append_batch(&self, events: &[NewEvent<'_>]) -> Result<Vec<Appended>> {
+        self.inner.append_batch(events)
+    }
+
+    /// Makes every appended event durable (fdatasync), sharing the sync with
+    /// concurrent callers.
+    pub fn sync(&self) -> Result<()> {
+        let target = self.inner.published.read().next_position;
+        self.inner.sync_through(target)
+    }
+
+    /// A consistent snapshot of the log for reading.
+    pub fn view(&self) -> LogView {
+        LogView::new(self.inner.published.read().clone())
+    }
+
+    /// Reads one event by position (an owned copy); `None` outside the log.
+    pub fn read(&self, position: u64) -> Result<Option<Event>> {
+        let view = self.view();
+        let event = view.get(position)?.map(|event| event.to_event());
+        Ok(event)
+    }
+
+    /// First position held (greater than 0 after a purge).
+    pub fn first_position(&self) -> u64 {
+        self.inner.published.read().first_position
+    }
+
+    /// The position the next appended event will get.
+    pub fn next_position(&self) -> u64 {
+        self.inner.published.read().next_position
+    }
+
+    /// Timestamp of the newest event (0 for an empty log).
+    pub fn last_timestamp_ns(&self) -> u64 {
+        self.inner.published.read().last_timestamp_ns
+    }
+
+    /// Every position below this one is known to be on disk.
+    pub fn durable_position(&self) -> u64 {
+        self.inner.sync.lock().durable_next_position
+    }
+
+    /// Number of fdatasync calls made on behalf of appends and `sync` since open.
+    pub fn sync_count(&self) -> u64 {
+        self.inner.sync.lock().sync_count
+    }
+
+    /// Version and last position of a stream, `None` when it has no event.
+    pub fn stream_state(&self, stream: &str) -> Option<StreamState> {
+        self.inner.state.lock().stream_state(stream)
+    }
+
+    /// What opening the log repaired.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.report
+    }
+
+    /// The log's directory.
+    pub fn directory(&self) -> &Path {
+        &self.inner.directory
+    }
+
+    /// True for a handle made by [`Log::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        !self.inner.writable
+    }
+
+    /// The error that put the log in its failed state, if one did.
+    pub fn failure(&self) -> Option<String> {
+        self.inner.poisoned.lock().clone()
+    }
+
+    /// Removes every event after `position` (kept: `position` itself). Atomic
+    /// across crashes: a marker file makes the next open finish an interrupted
+    /// cut. Views taken before keep seeing the old events.
+    pub fn truncate_after(&self, position: u64) -> Result<()> {
+        self.inner.truncate_after(position)
+    }
+
+    /// Deletes whole segments whose events all come before `position`; returns
+    /// how many. The active segment is never deleted. Safe across crashes:
+    /// segments are removed oldest first, each removal made durable.
+    pub fn purge_before(&self, position: u64) -> Result<usize> {
+        self.inner.purge_before(position)
+    }
+
+    /// Checks every record, footer and index of the log against its checksum
+    /// and the format's rules; returns the problems found.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        self.inner.verify()
+    }
+
+    /// For a read-only handle: picks up what the writer appended since open.
+    /// For a writable one it changes nothing.
+    pub fn refresh(&self) -> Result<()> {
+        self.inner.refresh()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // A clean close makes everything appended durable. Errors cannot be
+        // returned from drop; a failed sync is caught by the next open.
+        if self.writable && self.poisoned.get_mut().is_none() {
+            let state = self.state.get_mut();
+            let durable = self.sync.get_mut().durable_next_position;
+            if state.next_position > durable {
+                let _ = state.active().segment.sync();
+            }
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! How a log is opened: capacity, durability, recovery, storage.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::record::{limits, RECORD_OVERHEAD};
+use crate::segment::layout::{SEGMENT_CAPACITY_BYTES_MAX, SEGMENT_CAPACITY_BYTES_MIN};
+use crate::segment::{FOOTER_SIZE, HEADER_SIZE};
+use crate::storage::{StdStorage, Storage};
+
+/// Default segment capacity: 64 MiB.
+pub const SEGMENT_CAPACITY_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+
+/// When `append` makes its records durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// The OS writes the data back when it likes; call [`crate::Log::sync`] for
+    /// a durable point. A process crash loses nothing; a power loss may lose
+    /// the records since the last sync. Should the disk keep a later page of
+    /// that unsynced tail but lose an earlier one, opening reports the damage
+    /// ([`crate::Error::Corrupted`]) rather than guess, and
+    /// [`RecoveryMode::Salvage`] keeps the valid prefix.
+    None,
+    /// `append` returns only once its records are on disk (fdatasync).
+    /// Concurrent appenders share syncs (group commit).
+    #[default]
+    Sync,
+}
+
+/// What opening does with damaged bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// Any damage, even a torn record at the very end, is an error.
+    Strict,
+    /// A torn or incomplete batch at the end of the active segment (a crash in
+    /// the middle of a write) is cut off; damage anywhere else is an error.
+    #[default]
+    TolerateTornTail,
+    /// Every segment is checked; the log is cut at the first damaged record,
+    /// the bytes dropped are moved to a `salvage/` folder in the log directory,
+    /// and [`crate::Log::recovery_report`] says what was dropped.
+    Salvage,
+}
+
+/// Options for [`crate::Log::open`].
+///
+/// ```
+/// use chronolog::{Durability, LogOptions};
+/// let options = LogOptions::default()
+///     .segment_capacity_bytes(8 << 20)
+///     .durability(Durability::None);
+/// assert_eq!(options.segment_capacity_bytes_value(), 8 << 20);
+/// ```
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    pub(crate) segment_capacity_bytes: u64,
+    pub(crate) durability: Durability,
+    pub(crate) recovery_mode: RecoveryMode,
+    pub(crate) storage: Arc<dyn Storage>,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            segment_capacity_bytes: SEGMENT_CAPACITY_BYTES_DEFAULT,
+            durability: Durability::default(),
+            recovery_mode: RecoveryMode::default(),
+            storage: Arc::new(StdStorage),
+        }
+    }
+}
+
+impl LogOptions {
+    /// Size of each segment file (default 64 MiB). Existing segments keep the
+    /// capacity they were created with.
+    pub fn segment_capacity_bytes(mut self, bytes: u64) -> Self {
+        self.segment_capacity_bytes = bytes;
+        self
+    }
+
+    /// When appends are made durable (default [`Durability::Sync`]).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// What to do with damaged bytes on open (default
+    /// [`RecoveryMode::TolerateTornTail`]).
+    pub fn recovery_mode(mut self, mode: RecoveryMode) -> Self {
+        self.recovery_mode = mode;
+        self
+    }
+
+    /// The storage all file I/O goes through (default: the real file system).
+    pub fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.storage = storage;
+        self
+    }
+
+    /// The configured segment capacity.
+    pub fn segment_capacity_bytes_value(&self) -> u64 {
+        self.segment_capacity_bytes
+    }
+
+    /// The configured durability.
+    pub fn durability_value(&self) -> Durability {
+        self.durability
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !(SEGMENT_CAPACITY_BYTES_MIN..=SEGMENT_CAPACITY_BYTES_MAX).contains(&self.segment_capacity_bytes) {
+            return Err(Error::InvalidOptions("segment capacity must be between 4 KiB and 1 TiB"));
+        }
+        Ok(())
+    }
+}
+
+/// Bytes of records one segment of `capacity_bytes` can hold.
+pub(crate) fn segment_data_bytes(capacity_bytes: u64) -> u64 {
+    capacity_bytes - HEADER_SIZE as u64 - FOOTER_SIZE as u64
+}
+
+/// The largest record a segment of `capacity_bytes` accepts.
+pub(crate) fn record_size_limit(capacity_bytes: u64) -> u64 {
+    segment_data_bytes(capacity_bytes).min(limits::RECORD_SIZE_BYTES_MAX as u64)
+}
+
+const _: () = assert!(SEGMENT_CAPACITY_BYTES_MIN as usize > HEADER_SIZE + FOOTER_SIZE + RECORD_OVERHEAD);

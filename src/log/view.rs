@@ -1,0 +1,268 @@
+//! Reading: consistent snapshots of the log and iterators over them.
+
+use super::state::{Published, SegmentEntry};
+use super::EventRef;
+use crate::error::{CorruptionKind, Error, Result};
+use crate::record::{self, Decoded, RecordRef};
+use crate::segment::HEADER_SIZE;
+
+/// A consistent snapshot of the log: the events from
+/// [`LogView::first_position`] up to (not including) [`LogView::next_position`]
+/// as they were when the view was taken. Events appended later are not shown;
+/// a view keeps the segments it reads open (and mapped) even if they are
+/// purged or truncated meanwhile. Every event is checked against its CRC when
+/// read, and errors name the file and offset.
+///
+/// ```
+/// # use chronolog::{Durability, Log, LogOptions, NewEvent};
+/// # let directory = tempfile::tempdir()?;
+/// # let log = Log::open(directory.path(), LogOptions::default().durability(Durability::None))?;
+/// for i in 0..10u8 {
+///     log.append(&NewEvent::new("counter", "Incremented", &[i]))?;
+/// }
+/// let view = log.view();
+/// let from_seven: Vec<u8> = view.iter_from(7).map(|e| e.map(|e| e.payload[0])).collect::<Result<_, _>>()?;
+/// assert_eq!(from_seven, vec![7, 8, 9]);
+/// assert_eq!(view.get(3)?.map(|e| e.payload[0]), Some(3));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct LogView {
+    published: Published,
+}
+
+impl LogView {
+    pub(super) fn new(published: Published) -> LogView {
+        LogView { published }
+    }
+
+    /// First position in the view.
+    pub fn first_position(&self) -> u64 {
+        self.published.first_position
+    }
+
+    /// One past the last position in the view.
+    pub fn next_position(&self) -> u64 {
+        self.published.next_position
+    }
+
+    /// Number of events in the view.
+    pub fn len(&self) -> u64 {
+        self.published.next_position - self.published.first_position
+    }
+
+    /// True when the view holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Timestamp of the newest event in the view (0 when empty).
+    pub fn last_timestamp_ns(&self) -> u64 {
+        self.published.last_timestamp_ns
+    }
+
+    /// Every event, oldest first.
+    pub fn iter(&self) -> Iter<'_> {
+        self.iter_from(self.first_position())
+    }
+
+    /// Events from `position` on (from the first one held, if `position` was
+    /// purged), oldest first.
+    pub fn iter_from(&self, position: u64) -> Iter<'_> {
+        let position = position.max(self.first_position());
+        let mut iter = Iter {
+            view: self,
+            segment_index: 0,
+            offset: HEADER_SIZE as u64,
+            position,
+            done: position >= self.next_position(),
+            error: None,
+        };
+        if !iter.done {
+            iter.segment_index = self.segment_index_of(position);
+            iter.offset = HEADER_SIZE as u64;
+            let first = self.segments()[iter.segment_index].segment.first_position();
+            // Walk to `position` inside its segment (an index shortens this).
+            iter.position = first;
+            while iter.position < position {
+                match iter.next() {
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => {
+                        iter.error = Some(error);
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+        iter
+    }
+
+    /// Every event, newest first.
+    pub fn iter_rev(&self) -> RevIter<'_> {
+        let segment_index = self.segments().len() - 1;
+        RevIter {
+            view: self,
+            segment_index,
+            offset: self.data_end(segment_index),
+            position: self.next_position(),
+            done: self.is_empty(),
+        }
+    }
+
+    /// The event at `position`, `None` when the view does not hold it.
+    pub fn get(&self, position: u64) -> Result<Option<EventRef<'_>>> {
+        if position < self.first_position() || position >= self.next_position() {
+            return Ok(None);
+        }
+        self.iter_from(position).next().transpose()
+    }
+
+    pub(super) fn segments(&self) -> &[SegmentEntry] {
+        &self.published.segments
+    }
+
+    fn segment_index_of(&self, position: u64) -> usize {
+        self.segments().partition_point(|entry| entry.segment.first_position() <= position).saturating_sub(1)
+    }
+
+    /// Offset past the last record of a segment in this view.
+    pub(super) fn data_end(&self, index: usize) -> u64 {
+        let entry = &self.segments()[index];
+        match entry.footer {
+            Some(footer) => footer.data_end_offset,
+            None => self.published.active_data_end,
+        }
+    }
+
+    fn decode_at(&self, index: usize, offset: u64, end: u64, expected_position: u64) -> Result<RecordRef<'_>> {
+        let segment = &self.segments()[index].segment;
+        let bytes = segment.bytes().get(offset as usize..end as usize).unwrap_or(&[]);
+        match record::decode(bytes) {
+            Ok(Decoded::Record(record)) if record.header.position == expected_position => Ok(record),
+            Ok(Decoded::Record(record)) => Err(Error::corrupted(
+                segment.path(),
+                offset,
+                CorruptionKind::PositionMismatch { expected: expected_position, found: record.header.position },
+            )),
+            Ok(Decoded::End) => Err(Error::corrupted(
+                segment.path(),
+                offset,
+                CorruptionKind::Truncated { needed: record::HEADER_SIZE as u64, available: 0 },
+            )),
+            Err(kind) => Err(Error::corrupted(segment.path(), offset, kind)),
+        }
+    }
+}
+
+/// Forward iterator over a [`LogView`]; yields each event once, in position
+/// order, and stops after the first error.
+#[derive(Debug)]
+pub struct Iter<'a> {
+    view: &'a LogView,
+    segment_index: usize,
+    offset: u64,
+    position: u64,
+    done: bool,
+    /// An error met while seeking to the start, yielded first.
+    error: Option<Error>,
+}
+
+impl<'a> Iter<'a> {
+    /// Position of the next event this iterator yields.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = Result<EventRef<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(error) = self.error.take() {
+            return Some(Err(error));
+        }
+        if self.done || self.position >= self.view.next_position() {
+            return None;
+        }
+        let segments = self.view.segments();
+        loop {
+            let end = self.view.data_end(self.segment_index);
+            if self.offset < end {
+                break;
+            }
+            let entry = &segments[self.segment_index];
+            if self.segment_index + 1 >= segments.len() {
+                self.done = true;
+                let kind = CorruptionKind::MissingSegment { position: self.position };
+                return Some(Err(Error::corrupted(entry.segment.path(), self.offset, kind)));
+            }
+            self.segment_index += 1;
+            self.offset = HEADER_SIZE as u64;
+        }
+        let end = self.view.data_end(self.segment_index);
+        match self.view.decode_at(self.segment_index, self.offset, end, self.position) {
+            Ok(record) => {
+                self.offset += u64::from(record.encoded_length);
+                self.position += 1;
+                Some(Ok(EventRef::from_record(&record)))
+            }
+            Err(error) => {
+                self.done = true;
+                Some(Err(error))
+            }
+        }
+    }
+}
+
+/// Backward iterator over a [`LogView`]: newest event first. Stops after the
+/// first error.
+#[derive(Debug)]
+pub struct RevIter<'a> {
+    view: &'a LogView,
+    segment_index: usize,
+    offset: u64,
+    position: u64,
+    done: bool,
+}
+
+impl<'a> Iterator for RevIter<'a> {
+    type Item = Result<EventRef<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done || self.position <= self.view.first_position() {
+            return None;
+        }
+        let segments = self.view.segments();
+        while self.offset <= HEADER_SIZE as u64 && self.segment_index > 0 {
+            self.segment_index -= 1;
+            self.offset = self.view.data_end(self.segment_index);
+        }
+        let segment = &segments[self.segment_index].segment;
+        let expected = self.position - 1;
+        let start = record::preceding_length(segment.bytes(), self.offset as usize)
+            .and_then(|length| self.offset.checked_sub(length as u64))
+            .filter(|&start| start >= HEADER_SIZE as u64);
+        let Some(start) = start else {
+            self.done = true;
+            let kind = CorruptionKind::LengthOutOfRange { length: 0 };
+            let offset = self.offset.saturating_sub(record::TRAILER_SIZE as u64);
+            return Some(Err(Error::corrupted(segment.path(), offset, kind)));
+        };
+        match self.view.decode_at(self.segment_index, start, self.offset, expected) {
+            Ok(record) if u64::from(record.encoded_length) == self.offset - start => {
+                self.offset = start;
+                self.position = expected;
+                Some(Ok(EventRef::from_record(&record)))
+            }
+            Ok(_) => {
+                self.done = true;
+                Some(Err(Error::corrupted(segment.path(), start, CorruptionKind::TrailerMismatch)))
+            }
+            Err(error) => {
+                self.done = true;
+                Some(Err(error))
+            }
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! The write path: validation, encoding, segment roll, and group commit.
+
+use std::mem;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::options::{record_size_limit, segment_data_bytes};
+use super::state::{SegmentEntry, State};
+use super::{Appended, Durability, Inner, NewEvent};
+use crate::error::{Error, Result};
+use crate::index::stream_table::{self, StreamState, StreamTable};
+use crate::record::{self, limits, RecordHeader, FLAG_BATCH_END};
+use crate::segment::{Segment, SegmentFooter, HEADER_SIZE};
+use crate::storage;
+
+/// Nanoseconds since the Unix epoch by the system clock (0 if it is set before
+/// 1970; the writer raises it to the last timestamp anyway).
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX))
+}
+
+impl Inner {
+    pub(super) fn append_batch(&self, events: &[NewEvent<'_>]) -> Result<Vec<Appended>> {
+        if !self.writable {
+            return Err(Error::ReadOnly);
+        }
+        if events.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        let batch_bytes = self.validate(events)?;
+        let now = now_ns();
+
+        let mut state = self.state.lock();
+        self.check_poisoned()?;
+        let mut timestamp_floor = state.last_timestamp_ns;
+        for event in events {
+            match event.timestamp_ns {
+                Some(given) if given < timestamp_floor => {
+                    return Err(Error::TimestampOutOfOrder { given_ns: given, last_ns: timestamp_floor })
+                }
+                Some(given) => timestamp_floor = given,
+                None => timestamp_floor = timestamp_floor.max(now),
+            }
+        }
+        let active = state.active();
+        let fits = active.footer.is_none() && state.data_end + batch_bytes <= active.segment.data_limit();
+        if !fits {
+            let limit_bytes = segment_data_bytes(self.options.segment_capacity_bytes);
+            if batch_bytes > limit_bytes {
+                return Err(Error::BatchTooLarge { size_bytes: batch_bytes, limit_bytes });
+            }
+            self.roll(&mut state, batch_bytes)?;
+        }
+
+        let mut buffer = mem::take(&mut state.buffer);
+        buffer.clear();
+        let mut appended = Vec::with_capacity(events.len());
+        let mut timestamp_ns = state.last_timestamp_ns;
+        for (index, event) in events.iter().enumerate() {
+            timestamp_ns = event.timestamp_ns.unwrap_or(timestamp_ns.max(now));
+            let position = state.next_position + index as u64;
+            let stream_version = state.stream_state(event.stream).map_or(0, |s| s.last_version + 1);
+            state.record_stream(event.stream, StreamState { last_version: stream_version, last_position: position });
+            let header = RecordHeader {
+                position,
+                timestamp_ns,
+                stream_version,
+                flags: if index + 1 == events.len() { FLAG_BATCH_END } else { 0 },
+            };
+            record::encode_into(&mut buffer, &header, event.stream, event.event_type, event.metadata, event.payload);
+            appended.push(Appended { position, stream_version, timestamp_ns });
+        }
+        debug_assert_eq!(buffer.len() as u64, batch_bytes);
+
+        let segment = Arc::clone(&state.active().segment);
+        let offset = state.data_end;
+        let written = segment.write_at(&buffer, offset);
+        state.buffer = buffer;
+        if let Err(error) = written {
+            // Part of the batch may be in the file past the published end; the
+            // state of the page cache is unknown, so stop writing until reopen,
+            // which cuts whatever is there.
+            self.poison(&error);
+            return Err(error);
+        }
+        state.data_end += batch_bytes;
+        state.next_position += events.len() as u64;
+        state.last_timestamp_ns = timestamp_ns;
+        if state.segment_first_timestamp_ns.is_none() {
+            state.segment_first_timestamp_ns = appended.first().map(|a| a.timestamp_ns);
+        }
+        state.segment_record_count += events.len() as u64;
+        {
+            let mut published = self.published.write();
+            published.next_position = state.next_position;
+            published.active_data_end = state.data_end;
+            published.last_timestamp_ns = state.last_timestamp_ns;
+        }
+        let target = state.next_position;
+        drop(state);
+
+        if self.options.durability == Durability::Sync {
+            self.sync_through(target)?;
+        }
+        Ok(appended)
+    }
+
+    /// Checks every event against the limits; returns the batch's encoded size.
+    fn validate(&self, events: &[NewEvent<'_>]) -> Result<u64> {
+        let record_limit = record_size_limit(self.options.segment_capacity_bytes);
+        let mut batch_bytes = 0u64;
+        for event in events {
+            if event.stream.is_empty() || event.stream.len() > limits::STREAM_NAME_BYTES_MAX {
+                return Err(Error::InvalidStreamName {
+                    length: event.stream.len(),
+                    limit: limits::STREAM_NAME_BYTES_MAX,
+                });
+            }
+            if event.event_type.is_empty() || event.event_type.len() > limits::EVENT_TYPE_BYTES_MAX {
+                return Err(Error::InvalidEventType {
+                    length: event.event_type.len(),
+                    limit: limits::EVENT_TYPE_BYTES_MAX,
+                });
+            }
+            // Summed as u64 so that no payload size can overflow the check.
+            let size = [event.stream.len(), event.event_type.len(), event.metadata.len(), event.payload.len()]
+                .iter()
+                .map(|&length| length as u64)
+                .sum::<u64>()
+                + record::RECORD_OVERHEAD as u64;
+            if size > record_limit {
+                return Err(Error::RecordTooLarge { size_bytes: size, limit_bytes: record_limit });
+            }
+            batch_bytes += size;
+        }
+        Ok(batch_bytes)
+    }
+
+    /// Seals the active segment (unless it already is) and starts the next one.
+    /// A failure to create the next segment (a full disk) leaves the log sealed
+    /// and consistent; the next append tries again.
+    fn roll(&self, state: &mut State, batch_bytes: u64) -> Result<()> {
+        let storage = &*self.options.storage;
+        let active = state.active().clone();
+        if active.footer.is_none() {
+            if state.segment_record_count == 0 {
+                // An empty segment too small for this batch (created with a
+                // smaller capacity than the one now configured).
+                return Err(Error::BatchTooLarge {
+                    size_bytes: batch_bytes,
+                    limit_bytes: active.segment.data_limit() - HEADER_SIZE as u64,
+                });
+            }
+            let footer = SegmentFooter {
+                last_position: state.next_position - 1,
+                record_count: state.segment_record_count,
+                min_timestamp_ns: state.segment_first_timestamp_ns.unwrap_or(state.last_timestamp_ns),
+                max_timestamp_ns: state.last_timestamp_ns,
+                data_end_offset: state.data_end,
+            };
+            if let Err(error) = active.segment.seal(&footer) {
+                self.poison(&error);
+                return Err(error);
+            }
+            let table_bytes = state.sealed_streams.merged_with(&state.active_streams, state.next_position);
+            let table_path = self.directory.join(stream_table::file_name(active.segment.first_position()));
+            // The table is a hint: if it cannot be stored, the next open rebuilds it.
+            let _ = storage::write_atomic(storage, &table_path, &table_bytes);
+            let table = StreamTable::decode(table_bytes)
+                .map_err(|(offset, kind)| Error::corrupted(&table_path, offset, kind))?;
+            state.sealed_streams = Arc::new(table);
+            state.active_streams.clear();
+            let last = state.segments.len() - 1;
+            state.segments[last].footer = Some(footer);
+            *self.published.write() = state.published();
+        }
+        let segment =
+            match Segment::create(storage, &self.directory, state.next_position, self.options.segment_capacity_bytes) {
+                Ok(segment) => segment,
+                Err(error @ Error::StorageFull { .. }) => return Err(error),
+                Err(error) => {
+                    self.poison(&error);
+                    return Err(error);
+                }
+            };
+        state.segments.push(SegmentEntry { segment: Arc::new(segment), footer: None });
+        state.data_end = HEADER_SIZE as u64;
+        state.segment_record_count = 0;
+        state.segment_first_timestamp_ns = None;
+        *self.published.write() = state.published();
+        Ok(())
+    }
+
+    /// Returns once every position below `target` is durable. One thread (the
+    /// leader) runs fdatasync for all who wait; a failure poisons the log, and
+    /// the fsync is never retried.
+    pub(super) fn sync_through(&self, target: u64) -> Result<()> {
+        let mut sync = self.sync.lock();
+        let generation = sync.generation;
+        loop {
+            self.check_poisoned()?;
+            if sync.durable_next_position >= target || sync.generation != generation {
+                return Ok(());
+            }
+            if !sync.leader_active {
+                sync.leader_active = true;
+                break;
+            }
+            self.synced.wait(&mut sync);
+        }
+        drop(sync);
+
+        // Everything in earlier segments was synced when they were sealed, so
+        // syncing the active segment covers every position written so far.
+        let (segment, written_next) = {
+            let state = self.state.lock();
+            (Arc::clone(&state.active().segment), state.next_position)
+        };
+        let result = segment.sync();
+        let mut sync = self.sync.lock();
+        sync.leader_active = false;
+        sync.sync_count += 1;
+        match &result {
+            Ok(()) if sync.generation == generation => {
+                sync.durable_next_position = sync.durable_next_position.max(written_next);
+            }
+            Ok(()) => {}
+            Err(error) => self.poison(error),
+        }
+        drop(sync);
+        self.synced.notify_all();
+        result
+    }
+
+    pub(super) fn poison(&self, error: &Error) {
+        let mut poisoned = self.poisoned.lock();
+        if poisoned.is_none() {
+            *poisoned = Some(error.to_string());
+        }
+    }
+
+    pub(super) fn check_poisoned(&self) -> Result<()> {
+        match &*self.poisoned.lock() {
+            Some(reason) => Err(Error::Poisoned { reason: reason.clone() }),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Segment files: fixed-capacity files of records, named by their first
+//! position, with a header at the start and, once sealed, a footer at the end.
+//!
+//! A segment is allocated to its full capacity when it is created (so writes
+//! never need new blocks and a read through the map never meets a hole), written
+//! with positioned writes, and read through one read-only memory map.
+
+pub mod layout;
+mod scan;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{CorruptionKind, Error, Result};
+use crate::storage::{self, Mapping, OpenMode, Storage, StorageFile};
+
+pub use layout::{SegmentFooter, SegmentHeader, FOOTER_SIZE, FORMAT_VERSION, HEADER_SIZE};
+pub use scan::{scan, ScanEnd, ScanOutcome};
+
+/// File name extension of segment files.
+pub const SEGMENT_EXTENSION: &str = "seg";
+
+/// The file name of the segment whose first record is `first_position`.
+pub fn file_name(first_position: u64) -> String {
+    format!("{first_position:020}.{SEGMENT_EXTENSION}")
+}
+
+/// The first position encoded in a segment file name, if `name` is one.
+pub fn parse_file_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(SEGMENT_EXTENSION)?.strip_suffix('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+/// One open segment file and its map.
+#[derive(Debug)]
+pub struct Segment {
+    path: PathBuf,
+    header: SegmentHeader,
+    file: Arc<dyn StorageFile>,
+    map: Mapping,
+}
+
+impl Segment {
+    /// Creates a new, empty segment, fully allocated and durable (file and
+    /// directory entry) before it is returned. The file appears under its final
+    /// name only once its header is on disk.
+    pub fn create(
+        storage: &dyn Storage,
+        directory: &Path,
+        first_position: u64,
+        capacity_bytes: u64,
+    ) -> Result<Segment> {
+        let path = directory.join(file_name(first_position));
+        let temporary = storage::temporary_path(&path);
+        let header = SegmentHeader { first_position, capacity_bytes };
+        let build = || -> std::io::Result<Arc<dyn StorageFile>> {
+            if storage.exists(&temporary)? {
+                storage.remove_file(&temporary)?;
+            }
+            let file = storage.open(&temporary, OpenMode::CreateNew)?;
+            file.allocate(capacity_bytes)?;
+            file.write_all_at(&header.encode(), 0)?;
+            file.sync_data()?;
+            Ok(file)
+        };
+        let file = match build() {
+            Ok(file) => file,
+            Err(error) => {
+                // Give back the space of a half-made file; the error that matters
+                // is the first one.
+                let _ = storage.remove_file(&temporary);
+                return Err(Error::io("create segment", &temporary, error));
+            }
+        };
+        storage.rename(&temporary, &path).map_err(|e| Error::io("rename", &path, e))?;
+        storage.sync_dir(directory).map_err(|e| Error::io("sync directory", directory, e))?;
+        let map = file.map().map_err(|e| Error::io("map", &path, e))?;
+        Ok(Segment { path, header, file, map })
+    }
+
+    /// Opens an existing segment and checks its header against the position its
+    /// name promises.
+    pub fn open(storage: &dyn Storage, path: &Path, expected_first_position: u64, writable: bool) -> Result<Segment> {
+        let mode = if writable { OpenMode::ReadWrite } else { OpenMode::ReadOnly };
+        let file = storage.open(path, mode).map_err(|e| Error::io("open segment", path, e))?;
+        let mut map = file.map().map_err(|e| Error::io("map", path, e))?;
+        let header = SegmentHeader::decode(&map).map_err(|(offset, kind)| Error::corrupted(path, offset, kind))?;
+        if header.first_position != expected_first_position {
+            return Err(Error::corrupted(
+                path,
+                layout::HEADER_FIRST_POSITION_OFFSET as u64,
+                CorruptionKind::SegmentMismatch,
+            ));
+        }
+        if writable && (map.len() as u64) < header.capacity_bytes {
+            // A file cut short (by hand, or by a tool that copied it badly): give
+            // it back its full, allocated size; the missing bytes read as zeros
+            // and recovery treats them like any other tail that never arrived.
+            drop(map);
+            file.allocate(header.capacity_bytes).map_err(|e| Error::io("allocate", path, e))?;
+            map = file.map().map_err(|e| Error::io("map", path, e))?;
+        }
+        if header.capacity_bytes != map.len() as u64 {
+            return Err(Error::corrupted(
+                path,
+                layout::HEADER_CAPACITY_OFFSET as u64,
+                CorruptionKind::Truncated { needed: header.capacity_bytes, available: map.len() as u64 },
+            ));
+        }
+        Ok(Segment { path: path.to_path_buf(), header, file, map })
+    }
+
+    /// The segment's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Position of the first record this segment holds (or will hold).
+    pub fn first_position(&self) -> u64 {
+        self.header.first_position
+    }
+
+    /// Size of the file.
+    pub fn capacity_bytes(&self) -> u64 {
+        self.header.capacity_bytes
+    }
+
+    /// Offset where the footer starts; records must end at or before it.
+    pub fn data_limit(&self) -> u64 {
+        self.header.capacity_bytes - FOOTER_SIZE as u64
+    }
+
+    /// The mapped bytes of the whole file.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    /// The footer, `None` when the segment is not sealed.
+    pub fn footer(&self) -> Result<Option<SegmentFooter>> {
+        let start = self.data_limit() as usize;
+        SegmentFooter::decode(&self.map[start..], &self.header)
+            .map_err(|(offset, kind)| Error::corrupted(&self.path, start as u64 + offset, kind))
+    }
+
+    /// Writes bytes at an offset inside the data region.
+    pub fn write_at(&self, bytes: &[u8], offset: u64) -> Result<()> {
+        debug_assert!(offset >= HEADER_SIZE as u64 && offset + bytes.len() as u64 <= self.capacity_bytes());
+        self.file.write_all_at(bytes, offset).map_err(|e| Error::io("write", &self.path, e))
+    }
+
+    /// Makes written bytes durable.
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_data().map_err(|e| Error::io("fdatasync", &self.path, e))
+    }
+
+    /// Writes the footer and makes the segment durable: after this it is sealed.
+    pub fn seal(&self, footer: &SegmentFooter) -> Result<()> {
+        self.write_at(&footer.encode(), self.data_limit())?;
+        self.sync()
+    }
+
+    /// Zeroes `[from, to)` and syncs: used to cut a torn tail so that no stale
+    /// byte can ever be read as a record again.
+    pub fn zero_range(&self, from: u64, to: u64) -> Result<()> {
+        const CHUNK_BYTES: u64 = 1 << 20;
+        let zeros = vec![0u8; CHUNK_BYTES.min(to.saturating_sub(from)) as usize];
+        let mut offset = from;
+        while offset < to {
+            let length = (to - offset).min(CHUNK_BYTES);
+            self.write_at(&zeros[..length as usize], offset)?;
+            offset += length;
+        }
+        self.sync()
+    }
+}
+
+/// Replaces the segment file at `path` by a copy of its first `data_end` bytes
+/// (header and records), fully allocated, unsealed, with `patch` (offset,
+/// bytes) written over the copy. The old file is replaced by rename, so maps
+/// of it held by readers stay valid and unchanged.
+pub fn rewrite_prefix(
+    storage: &dyn Storage,
+    segment: &Segment,
+    data_end: u64,
+    patch: Option<&(u64, Vec<u8>)>,
+) -> Result<()> {
+    let path = segment.path();
+    let temporary = storage::temporary_path(path);
+    let prefix = segment
+        .bytes()
+        .get(..data_end as usize)
+        .ok_or_else(|| Error::corrupted(path, data_end, CorruptionKind::InvalidField { field: "data end" }))?;
+    let build = || -> std::io::Result<()> {
+        if storage.exists(&temporary)? {
+            storage.remove_file(&temporary)?;
+        }
+        let file = storage.open(&temporary, OpenMode::CreateNew)?;
+        file.allocate(segment.capacity_bytes())?;
+        file.write_all_at(prefix, 0)?;
+        if let Some((offset, bytes)) = patch {
+            file.write_all_at(bytes, *offset)?;
+        }
+        file.sync_data()
+    };
+    if let Err(error) = build() {
+        let _ = storage.remove_file(&temporary);
+        return Err(Error::io("rewrite segment", &temporary, error));
+    }
+    storage.rename(&temporary, path).map_err(|e| Error::io("rename", path, e))?;
+    let directory = storage::parent_of(path);
+    storage.sync_dir(directory).map_err(|e| Error::io("sync directory", directory, e))
+}
+
+/// Offset of the last non-zero byte of `bytes[from..]`, if any.
+pub fn last_non_zero(bytes: &[u8], from: u64) -> Option<u64> {
+    let tail = bytes.get(from as usize..)?;
+    // This runs over up to a whole segment of mostly zero bytes: test 4 KiB
+    // chunks with an OR fold (which vectorises) before looking at bytes.
+    const CHUNK: usize = 4096;
+    let chunk_index = tail.chunks(CHUNK).rposition(|chunk| chunk.iter().fold(0u8, |acc, &b| acc | b) != 0)?;
+    let chunk = &tail[chunk_index * CHUNK..tail.len().min((chunk_index + 1) * CHUNK)];
+    let index = chunk.iter().rposition(|&b| b != 0)?;
+    Some(from + (chunk_index * CHUNK + index) as u64)
+}

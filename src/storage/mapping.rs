@@ -1,0 +1,50 @@
+//! Read-only memory maps: the only module allowed to use `unsafe`.
+
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+use std::ops::Deref;
+
+/// A read-only memory map of a whole file.
+///
+/// The engine never shrinks a file that may be mapped (segments are allocated
+/// to their full capacity when created and are replaced by rename, never cut),
+/// so every byte of the map stays backed by the file and reads cannot SIGBUS.
+#[derive(Debug)]
+pub struct Mapping {
+    map: Option<memmap2::Mmap>,
+}
+
+impl Mapping {
+    /// Maps `file` read-only. An empty file gives an empty mapping (mapping zero
+    /// bytes is an error on Linux).
+    pub(crate) fn of_file(file: &File) -> io::Result<Mapping> {
+        if file.metadata()?.len() == 0 {
+            return Ok(Mapping { map: None });
+        }
+        // SAFETY: memmap2 requires that the file is not truncated or changed in a
+        // way that makes the mapping unsound while it is alive. chronolog never
+        // shrinks a segment or index file (segments are fully allocated at
+        // creation and rewritten only by creating a new file and renaming it over
+        // the old one, which leaves the old inode, and so this map, intact). Bytes
+        // inside the map may change as the writer appends with positioned writes,
+        // but only in the region past the end published to readers, which readers
+        // never look at; a reader copies nothing it has not checked against a CRC.
+        let map = unsafe { memmap2::Mmap::map(file)? };
+        Ok(Mapping { map: Some(map) })
+    }
+
+    /// The mapped bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or(&[])
+    }
+}
+
+impl Deref for Mapping {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}

@@ -1,0 +1,82 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use chronolog::{Durability, Event, Log, LogOptions, NewEvent};
+
+/// Small segments so that a few hundred events span several of them.
+pub const SMALL_SEGMENT_BYTES: u64 = 4096;
+
+pub fn small_options() -> LogOptions {
+    LogOptions::default().segment_capacity_bytes(SMALL_SEGMENT_BYTES).durability(Durability::None)
+}
+
+/// The stream of the event at `position` in the deterministic workloads.
+pub fn stream_of(position: u64) -> String {
+    format!("stream-{}", position % 7)
+}
+
+/// The payload of the event at `position`: its length varies with the position.
+pub fn payload_of(position: u64) -> Vec<u8> {
+    let text = format!("payload-{position};");
+    text.repeat(1 + (position % 5) as usize).into_bytes()
+}
+
+/// Appends the deterministic events `from..to` in batches of `batch`.
+pub fn append_range(log: &Log, from: u64, to: u64, batch: u64) {
+    let mut position = from;
+    while position < to {
+        let end = (position + batch).min(to);
+        let streams: Vec<String> = (position..end).map(stream_of).collect();
+        let payloads: Vec<Vec<u8>> = (position..end).map(payload_of).collect();
+        let events: Vec<NewEvent<'_>> =
+            streams.iter().zip(&payloads).map(|(stream, payload)| NewEvent::new(stream, "Happened", payload)).collect();
+        let appended = log.append_batch(&events).expect("append");
+        assert_eq!(appended[0].position, position);
+        position = end;
+    }
+}
+
+/// Reads every event of the log (owned copies).
+pub fn read_all(log: &Log) -> Vec<Event> {
+    log.view().iter().map(|event| event.expect("read").to_event()).collect()
+}
+
+/// Checks that the log holds exactly the deterministic events
+/// `first..next` with stream versions counted from position 0.
+pub fn assert_deterministic(log: &Log, next: u64) {
+    let events = read_all(log);
+    assert_eq!(log.next_position(), next, "next position");
+    let first = log.first_position();
+    assert_eq!(events.len() as u64, next - first, "event count");
+    for (index, event) in events.iter().enumerate() {
+        let position = first + index as u64;
+        assert_eq!(event.position, position);
+        assert_eq!(event.stream, stream_of(position), "stream at {position}");
+        assert_eq!(event.payload, payload_of(position), "payload at {position}");
+        assert_eq!(event.stream_version, position / 7, "version at {position}");
+    }
+}
+
+/// Segment files of a directory, sorted.
+pub fn segment_files(directory: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(directory)
+        .expect("list")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Copies a log directory (files only, no subfolders).
+pub fn copy_directory(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create");
+    for entry in std::fs::read_dir(from).expect("list") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("type").is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+        }
+    }
+}

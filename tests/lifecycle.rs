@@ -1,0 +1,259 @@
+//! Checks the promises about the log's life cycle: one writer per directory,
+//! reopen after a clean close, truncate and purge (also across a crash in the
+//! middle), a full disk, and the sticky failed state after a failed fsync.
+
+mod common;
+
+use std::sync::Arc;
+
+use chronolog::storage::FaultyStorage;
+use chronolog::{Durability, Error, Log, LogOptions, NewEvent};
+use common::*;
+
+#[test]
+fn reopen_sees_everything_and_versions_continue() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    append_range(&log, 0, 300, 7);
+    assert!(segment_files(directory.path()).len() > 3, "the workload spans several segments");
+    drop(log);
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    assert!(log.recovery_report().is_clean(), "{:?}", log.recovery_report());
+    assert_deterministic(&log, 300);
+    append_range(&log, 300, 320, 3);
+    assert_deterministic(&log, 320);
+    assert_eq!(log.stream_state("stream-3").unwrap().last_version, 319 / 7);
+}
+
+#[test]
+fn a_second_writer_is_refused_but_a_reader_is_not() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    append_range(&log, 0, 10, 1);
+    let second = Log::open(directory.path(), small_options());
+    assert!(matches!(second, Err(Error::Locked { .. })), "second writer: {second:?}");
+    let reader = Log::open_read_only(directory.path(), small_options()).unwrap();
+    assert_eq!(reader.next_position(), 10);
+    assert!(matches!(reader.append(&NewEvent::new("s", "t", b"")), Err(Error::ReadOnly)));
+    append_range(&log, 10, 20, 1);
+    reader.refresh().unwrap();
+    assert_deterministic(&reader, 20);
+    drop(log);
+    Log::open(directory.path(), small_options()).expect("the lock is released on close");
+}
+
+#[test]
+fn a_second_writer_process_is_refused() {
+    // flock conflicts between processes: a child that tries to open must fail.
+    let directory = tempfile::tempdir().unwrap();
+    let _log = Log::open(directory.path(), small_options()).unwrap();
+    if let Ok(dir) = std::env::var("CHRONOLOG_LOCK_CHILD") {
+        let result = Log::open(&dir, small_options());
+        assert!(matches!(result, Err(Error::Locked { .. })), "{result:?}");
+        return;
+    }
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "a_second_writer_process_is_refused", "--test-threads=1"])
+        .env("CHRONOLOG_LOCK_CHILD", directory.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the child process was not refused");
+}
+
+#[test]
+fn truncate_after_removes_the_tail_across_segments() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    append_range(&log, 0, 200, 5);
+    let view_before = log.view();
+    log.truncate_after(42).unwrap();
+    assert_deterministic(&log, 43);
+    // A view taken before the cut still reads the old events, intact.
+    assert_eq!(view_before.iter().count(), 200);
+    assert!(view_before.iter().all(|e| e.is_ok()));
+    append_range(&log, 43, 60, 4);
+    assert_deterministic(&log, 60);
+    drop(log);
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    assert_deterministic(&log, 60);
+    assert!(matches!(log.truncate_after(60), Err(Error::PositionOutOfRange { .. })));
+}
+
+#[test]
+fn truncate_in_the_middle_of_a_batch_keeps_the_prefix() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    append_range(&log, 0, 10, 10);
+    log.truncate_after(4).unwrap();
+    drop(log);
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    assert_deterministic(&log, 5);
+}
+
+#[test]
+fn an_interrupted_truncate_is_finished_on_open() {
+    let directory = tempfile::tempdir().unwrap();
+    let storage = FaultyStorage::new();
+    let plan = storage.plan();
+    let options = small_options().storage(Arc::new(storage));
+    let log = Log::open(directory.path(), options).unwrap();
+    append_range(&log, 0, 200, 5);
+    log.sync().unwrap();
+    // Let the marker be written (temp file: one write, one sync, then the
+    // directory sync), then fail the next sync: the cut is half done.
+    plan.fail_sync_after(2);
+    let result = log.truncate_after(42);
+    assert!(result.is_err(), "the injected failure must surface");
+    assert!(log.failure().is_some(), "a failed truncate leaves the log failed");
+    assert!(matches!(log.append(&NewEvent::new("s", "t", b"")), Err(Error::Poisoned { .. })));
+    drop(log);
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    assert_eq!(log.recovery_report().completed_truncation, Some(42));
+    assert_deterministic(&log, 43);
+}
+
+#[test]
+fn purge_before_deletes_old_segments_and_keeps_versions() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    append_range(&log, 0, 300, 5);
+    let segments_before = segment_files(directory.path()).len();
+    let removed = log.purge_before(150).unwrap();
+    assert!(removed > 0);
+    assert_eq!(segment_files(directory.path()).len(), segments_before - removed);
+    let first = log.first_position();
+    assert!(first > 0 && first <= 150, "first position {first}");
+    assert_deterministic(&log, 300);
+    drop(log);
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    assert_eq!(log.first_position(), first);
+    append_range(&log, 300, 310, 2);
+    assert_deterministic(&log, 310);
+    // Purging everything sealed keeps the stream versions too.
+    log.purge_before(u64::MAX).unwrap();
+    drop(log);
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    append_range(&log, 310, 330, 2);
+    assert_deterministic(&log, 330);
+}
+
+#[test]
+fn a_full_disk_fails_the_append_and_damages_nothing() {
+    let directory = tempfile::tempdir().unwrap();
+    let storage = FaultyStorage::new();
+    let plan = storage.plan();
+    let options = small_options().storage(Arc::new(storage));
+    let log = Log::open(directory.path(), options.clone()).unwrap();
+    append_range(&log, 0, 20, 1);
+    // No room for another segment file.
+    plan.limit_space(100);
+    let mut position = 20;
+    let error = loop {
+        let stream = stream_of(position);
+        let payload = payload_of(position);
+        match log.append(&NewEvent::new(&stream, "Happened", &payload)) {
+            Ok(_) => position += 1,
+            Err(error) => break error,
+        }
+    };
+    assert!(matches!(error, Error::StorageFull { .. }), "{error}");
+    assert!(log.failure().is_none(), "a full disk is not a failed state");
+    assert_deterministic(&log, position);
+    plan.heal();
+    append_range(&log, position, position + 30, 3);
+    drop(log);
+    let log = Log::open(directory.path(), options).unwrap();
+    assert_deterministic(&log, position + 30);
+}
+
+#[test]
+fn a_failed_fsync_poisons_the_log_and_reopen_recovers() {
+    let directory = tempfile::tempdir().unwrap();
+    let storage = FaultyStorage::new();
+    let plan = storage.plan();
+    let options = LogOptions::default()
+        .segment_capacity_bytes(SMALL_SEGMENT_BYTES)
+        .durability(Durability::Sync)
+        .storage(Arc::new(storage));
+    let log = Log::open(directory.path(), options.clone()).unwrap();
+    append_range(&log, 0, 5, 1);
+    let syncs_before = plan.syncs();
+    plan.fail_sync_after(0);
+    let error = log.append(&NewEvent::new(&stream_of(5), "Happened", &payload_of(5))).unwrap_err();
+    assert!(matches!(error, Error::Io { .. }), "{error}");
+    assert_eq!(plan.syncs(), syncs_before + 1);
+    // Sticky: no retry of the fsync, every later write is refused.
+    let later = log.append(&NewEvent::new("s", "t", b""));
+    assert!(matches!(later, Err(Error::Poisoned { .. })), "{later:?}");
+    assert!(matches!(log.sync(), Err(Error::Poisoned { .. })));
+    assert_eq!(plan.syncs(), syncs_before + 1, "the failed fsync was retried");
+    drop(log);
+    let log = Log::open(directory.path(), options).unwrap();
+    // The failed append's record reached the page cache; whether it is kept
+    // depends on the OS, but everything acknowledged before is there.
+    assert!(log.next_position() >= 5);
+    let next = log.next_position();
+    assert_deterministic(&log, next);
+}
+
+#[test]
+fn a_failed_write_poisons_the_log_and_reopen_cuts_the_torn_tail() {
+    let directory = tempfile::tempdir().unwrap();
+    let storage = FaultyStorage::new();
+    let plan = storage.plan();
+    let options =
+        LogOptions::default().segment_capacity_bytes(64 * 1024).durability(Durability::Sync).storage(Arc::new(storage));
+    let log = Log::open(directory.path(), options.clone()).unwrap();
+    append_range(&log, 0, 5, 1);
+    plan.fail_write_after(0, true);
+    // A batch big enough that the torn write keeps a prefix of whole sectors.
+    let payload = vec![7u8; 600];
+    let batch: Vec<NewEvent<'_>> = (0..4).map(|_| NewEvent::new("big", "Blob", &payload)).collect();
+    assert!(log.append_batch(&batch).is_err());
+    assert!(matches!(log.append(&NewEvent::new("s", "t", b"")), Err(Error::Poisoned { .. })));
+    drop(log);
+    let log = Log::open(directory.path(), options).unwrap();
+    assert_deterministic(&log, 5);
+    let torn = log.recovery_report().torn_tail.as_ref().expect("a torn tail was cut");
+    assert!(torn.length_bytes > 0);
+    append_range(&log, 5, 10, 1);
+    assert_deterministic(&log, 10);
+}
+
+#[test]
+fn limits_are_enforced_with_typed_errors() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    let long_stream = "s".repeat(chronolog::limits::STREAM_NAME_BYTES_MAX + 1);
+    assert!(matches!(log.append(&NewEvent::new(&long_stream, "t", b"")), Err(Error::InvalidStreamName { .. })));
+    assert!(matches!(log.append(&NewEvent::new("", "t", b"")), Err(Error::InvalidStreamName { .. })));
+    assert!(matches!(log.append(&NewEvent::new("s", "", b"")), Err(Error::InvalidEventType { .. })));
+    let big = vec![0u8; SMALL_SEGMENT_BYTES as usize];
+    assert!(matches!(log.append(&NewEvent::new("s", "t", &big)), Err(Error::RecordTooLarge { .. })));
+    let medium = vec![0u8; 1500];
+    let batch = [NewEvent::new("s", "t", &medium), NewEvent::new("s", "t", &medium), NewEvent::new("s", "t", &medium)];
+    assert!(matches!(log.append_batch(&batch), Err(Error::BatchTooLarge { .. })));
+    assert!(matches!(log.append_batch(&[]), Err(Error::EmptyBatch)));
+    log.append(&NewEvent::new("s", "t", b"").with_timestamp_ns(1_000)).unwrap();
+    let older = log.append(&NewEvent::new("s", "t", b"").with_timestamp_ns(999));
+    assert!(matches!(older, Err(Error::TimestampOutOfOrder { given_ns: 999, last_ns: 1_000 })), "{older:?}");
+    assert_eq!(log.next_position(), 1, "nothing rejected was written");
+}
+
+#[test]
+fn truncate_into_the_first_segment_after_a_purge() {
+    // Found in review: purge kept only the newest stream table, so a truncate
+    // into the new first segment left no table covering the purged history.
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    append_range(&log, 0, 300, 5);
+    log.purge_before(100).unwrap();
+    let first = log.first_position();
+    assert!(first > 0);
+    log.truncate_after(first + 1).unwrap();
+    assert_deterministic(&log, first + 2);
+    append_range(&log, first + 2, first + 20, 3);
+    drop(log);
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    assert_deterministic(&log, first + 20);
+}
