@@ -45,3 +45,8 @@ pub use log::{
     VerifyReport,
 };
 pub use record::limits;
+
+/// The README's examples, compiled and run as doc tests so they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

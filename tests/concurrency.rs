@@ -64,7 +64,6 @@ fn readers_see_only_whole_events_in_order_while_writers_append() {
                     let finished = done.load(Ordering::SeqCst);
                     let view = log.view();
                     let mut next_version = [0u64; WRITERS];
-                    let mut expected_position = view.first_position();
                     // Half the readers go forwards, half backwards.
                     let events: Vec<_> = if reader % 2 == 0 {
                         view.iter().map(|e| e.unwrap().to_event()).collect()
@@ -74,9 +73,8 @@ fn readers_see_only_whole_events_in_order_while_writers_append() {
                         events
                     };
                     assert_eq!(events.len() as u64, view.len());
-                    for event in events {
+                    for (expected_position, event) in (view.first_position()..).zip(events) {
                         assert_eq!(event.position, expected_position);
-                        expected_position += 1;
                         let writer: usize = event.stream["writer-".len()..].parse().unwrap();
                         assert_eq!(event.stream_version, next_version[writer], "gap in {}", event.stream);
                         next_version[writer] += 1;

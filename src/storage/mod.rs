@@ -49,6 +49,7 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
 }
 
 /// An open file.
+#[expect(clippy::len_without_is_empty, reason = "a file's length is a size, not a collection's")]
 pub trait StorageFile: Send + Sync + fmt::Debug {
     /// The file's path.
     fn path(&self) -> &Path;
