@@ -41,9 +41,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let batch: Vec<NewEvent<'_>> = streams
             .iter()
             .zip(&payloads)
-            .map(|(stream, payload)| {
+            .zip(position..end)
+            .map(|((stream, payload), p)| {
                 payload_bytes += payload.len() as u64;
-                let kind = if position % 3 == 0 { "Deposited" } else { "Withdrawn" };
+                let kind = if p.is_multiple_of(3) { "Deposited" } else { "Withdrawn" };
                 NewEvent::new(stream, kind, payload.as_bytes())
             })
             .collect();
