@@ -131,3 +131,10 @@ fn concurrent_sync_appenders_share_fsyncs() {
     assert!(syncs * 2 <= appends, "{syncs} fsyncs for {appends} appends by {THREADS} threads");
     eprintln!("group commit: {syncs} fsyncs for {appends} appends by {THREADS} threads");
 }
+
+#[test]
+fn log_and_views_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Log>();
+    assert_send_sync::<chronolog::LogView>();
+}

@@ -107,6 +107,10 @@ fn an_interrupted_truncate_is_finished_on_open() {
     assert!(log.failure().is_some(), "a failed truncate leaves the log failed");
     assert!(matches!(log.append(&NewEvent::new("s", "t", b"")), Err(Error::Poisoned { .. })));
     drop(log);
+    // A reader meanwhile shows the log as it will be after the cut.
+    let reader = Log::open_read_only(directory.path(), small_options()).unwrap();
+    assert_deterministic(&reader, 43);
+    assert_eq!(reader.stream_state(&stream_of(42)).unwrap().last_version, 42 / 7);
     let log = Log::open(directory.path(), small_options()).unwrap();
     assert_eq!(log.recovery_report().completed_truncation, Some(42));
     assert_deterministic(&log, 43);
@@ -256,4 +260,26 @@ fn truncate_into_the_first_segment_after_a_purge() {
     drop(log);
     let log = Log::open(directory.path(), small_options()).unwrap();
     assert_deterministic(&log, first + 20);
+}
+
+#[test]
+fn an_interrupted_purge_leaves_a_valid_log() {
+    let directory = tempfile::tempdir().unwrap();
+    let storage = FaultyStorage::new();
+    let plan = storage.plan();
+    let log = Log::open(directory.path(), small_options().storage(Arc::new(storage))).unwrap();
+    append_range(&log, 0, 300, 5);
+    log.sync().unwrap();
+    // Fail a directory sync after the stream tables are stored and a first
+    // segment file is removed.
+    plan.fail_sync_after(5);
+    assert!(log.purge_before(250).is_err());
+    drop(log);
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    assert!(log.first_position() > 0, "the purge had started");
+    assert_deterministic(&log, 300);
+    log.purge_before(250).unwrap();
+    assert_deterministic(&log, 300);
+    append_range(&log, 300, 310, 5);
+    assert_deterministic(&log, 310);
 }

@@ -79,6 +79,9 @@ pub(crate) fn load(directory: &Path, options: &LogOptions, writable: bool) -> Re
             salvage::salvage_sealed_segments(storage, directory, &mut report)?;
         }
     }
+    // A reader that finds a truncation in progress shows the log as it will be
+    // once the writer finishes the cut, never the events being removed.
+    let pending_truncation = if writable { None } else { truncation::read_marker(storage, directory)? };
     let mut listed = list_segments(storage, directory)?;
     if listed.is_empty() {
         if !writable {
@@ -123,28 +126,84 @@ pub(crate) fn load(directory: &Path, options: &LogOptions, writable: bool) -> Re
             writable,
             &mut report,
         )?);
-        return Ok(Loaded { state, report });
+    } else {
+        state.sealed_streams = Arc::new(load_stream_table(
+            storage,
+            directory,
+            &state.segments,
+            last.segment.first_position(),
+            writable,
+            &mut report,
+        )?);
+        let mut active_streams: HashMap<Box<str>, StreamState> = HashMap::new();
+        let outcome =
+            scan_for_streams(&last.segment, last.segment.data_limit(), previous_max_timestamp_ns, &mut active_streams);
+        recover_tail(storage, &last.segment, &outcome, options.recovery_mode, writable, &mut report)?;
+        state.active_streams = active_streams;
+        state.data_end = outcome.valid_end;
+        state.next_position = outcome.next_position;
+        state.last_timestamp_ns = outcome.last_timestamp_ns;
+        state.segment_first_timestamp_ns = outcome.first_timestamp_ns;
+        state.segment_record_count = outcome.record_count;
     }
-
-    state.sealed_streams = Arc::new(load_stream_table(
-        storage,
-        directory,
-        &state.segments,
-        last.segment.first_position(),
-        writable,
-        &mut report,
-    )?);
-    let mut active_streams: HashMap<Box<str>, StreamState> = HashMap::new();
-    let outcome =
-        scan_for_streams(&last.segment, last.segment.data_limit(), previous_max_timestamp_ns, &mut active_streams);
-    recover_tail(storage, &last.segment, &outcome, options.recovery_mode, writable, &mut report)?;
-    state.active_streams = active_streams;
-    state.data_end = outcome.valid_end;
-    state.next_position = outcome.next_position;
-    state.last_timestamp_ns = outcome.last_timestamp_ns;
-    state.segment_first_timestamp_ns = outcome.first_timestamp_ns;
-    state.segment_record_count = outcome.record_count;
+    if let Some(position) = pending_truncation {
+        cap_at(storage, directory, &mut state, position, &mut report)?;
+    }
     Ok(Loaded { state, report })
+}
+
+/// Limits a read-only state to the events up to `position`.
+fn cap_at(
+    storage: &dyn Storage,
+    directory: &Path,
+    state: &mut State,
+    position: u64,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    if position < state.first_position() || position + 1 >= state.next_position {
+        return Ok(());
+    }
+    let index = state.segments.partition_point(|entry| entry.segment.first_position() <= position).saturating_sub(1);
+    state.segments.truncate(index + 1);
+    let segment = Arc::clone(&state.segments[index].segment);
+    state.segments[index].footer = None;
+    let mut streams = HashMap::new();
+    let mut cut = None;
+    let outcome = scan(
+        segment.bytes(),
+        HEADER_SIZE as u64,
+        segment.data_limit(),
+        segment.first_position(),
+        0,
+        |record, offset| {
+            if record.header.position <= position {
+                let state =
+                    StreamState { last_version: record.header.stream_version, last_position: record.header.position };
+                match streams.get_mut(record.stream) {
+                    Some(existing) => *existing = state,
+                    None => {
+                        streams.insert(Box::<str>::from(record.stream), state);
+                    }
+                }
+            }
+            if record.header.position == position {
+                cut = Some((offset + u64::from(record.encoded_length), record.header.timestamp_ns));
+            }
+        },
+    );
+    let Some((data_end, timestamp_ns)) = cut else {
+        let kind = CorruptionKind::MissingSegment { position };
+        return Err(Error::corrupted(segment.path(), outcome.valid_end, kind));
+    };
+    state.sealed_streams =
+        Arc::new(load_stream_table(storage, directory, &state.segments, segment.first_position(), false, report)?);
+    state.active_streams = streams;
+    state.data_end = data_end;
+    state.segment_record_count = position + 1 - segment.first_position();
+    state.next_position = position + 1;
+    state.last_timestamp_ns = timestamp_ns;
+    state.segment_first_timestamp_ns = outcome.first_timestamp_ns;
+    Ok(())
 }
 
 fn remove_temporaries(storage: &dyn Storage, directory: &Path) -> Result<()> {
