@@ -120,6 +120,18 @@ pub enum Error {
         last_ns: u64,
     },
 
+    /// An event's expected version did not match its stream (optimistic
+    /// concurrency); nothing of the batch was written.
+    #[error("wrong expected version for stream {stream}: expected {expected}, actual {}", actual.map_or_else(|| "no stream".to_string(), |v| format!("version {v}")))]
+    WrongExpectedVersion {
+        /// The stream.
+        stream: String,
+        /// What the event expected.
+        expected: crate::log::ExpectedVersion,
+        /// The stream's last version (`None`: the stream has no event).
+        actual: Option<u64>,
+    },
+
     /// A position outside the log was asked for where one inside is required.
     #[error("position {position} is outside the log [{first}, {next})")]
     PositionOutOfRange {

@@ -138,3 +138,62 @@ fn log_and_views_are_send_and_sync() {
     assert_send_sync::<Log>();
     assert_send_sync::<chronolog::LogView>();
 }
+
+#[test]
+fn optimistic_concurrency_never_gives_a_gap_or_a_duplicate_version() {
+    use chronolog::{Error, ExpectedVersion};
+    const THREADS: usize = 6;
+    const STREAMS: usize = 3;
+    const SUCCESSES_PER_THREAD: u64 = 150;
+    let directory = tempfile::tempdir().unwrap();
+    let options = LogOptions::default().segment_capacity_bytes(16 * 1024).durability(Durability::None);
+    let log = Log::open(directory.path(), options).unwrap();
+    let start = Arc::new(Barrier::new(THREADS));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let log = log.clone();
+            let start = Arc::clone(&start);
+            thread::spawn(move || {
+                start.wait();
+                let (mut successes, mut conflicts) = (0u64, 0u64);
+                let mut round = 0usize;
+                while successes < SUCCESSES_PER_THREAD {
+                    let stream = format!("shared-{}", (thread + round) % STREAMS);
+                    round += 1;
+                    let current = log.stream_state(&stream).map(|s| s.last_version);
+                    let expected = current.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+                    // Widen the window between reading and writing so that the
+                    // threads really race for the same versions.
+                    thread::yield_now();
+                    let payload = format!("{thread}:{successes}");
+                    let event = NewEvent::new(&stream, "Claimed", payload.as_bytes()).with_expected_version(expected);
+                    match log.append(&event) {
+                        Ok(appended) => {
+                            assert_eq!(appended.stream_version, current.map_or(0, |v| v + 1));
+                            successes += 1;
+                        }
+                        Err(Error::WrongExpectedVersion { stream: s, expected: e, actual }) => {
+                            assert_eq!((s, e), (stream, expected));
+                            assert_ne!(actual, current, "a conflict must report the version that won");
+                            conflicts += 1;
+                        }
+                        Err(other) => panic!("unexpected error {other}"),
+                    }
+                }
+                conflicts
+            })
+        })
+        .collect();
+    let conflicts: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    eprintln!("optimistic concurrency: {conflicts} conflicts");
+    let total = THREADS as u64 * SUCCESSES_PER_THREAD;
+    assert_eq!(log.next_position(), total, "only successful appends wrote");
+    let mut next_version = [0u64; STREAMS];
+    for event in log.view().iter() {
+        let event = event.unwrap();
+        let index: usize = event.stream["shared-".len()..].parse().unwrap();
+        assert_eq!(event.stream_version, next_version[index], "gap or duplicate in {}", event.stream);
+        next_version[index] += 1;
+    }
+    assert_eq!(next_version.iter().sum::<u64>(), total);
+}

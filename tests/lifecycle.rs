@@ -283,3 +283,50 @@ fn an_interrupted_purge_leaves_a_valid_log() {
     append_range(&log, 300, 310, 5);
     assert_deterministic(&log, 310);
 }
+
+#[test]
+fn expected_versions_guard_every_stream_of_a_batch() {
+    use chronolog::ExpectedVersion::{Any, Exact, NoStream, StreamExists};
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    log.append(&NewEvent::new("a", "Opened", b"").with_expected_version(NoStream)).unwrap();
+    let again = log.append(&NewEvent::new("a", "Opened", b"").with_expected_version(NoStream));
+    assert!(
+        matches!(&again, Err(Error::WrongExpectedVersion { stream, expected: NoStream, actual: Some(0) }) if stream == "a"),
+        "{again:?}"
+    );
+    let missing = log.append(&NewEvent::new("b", "Changed", b"").with_expected_version(StreamExists));
+    assert!(matches!(missing, Err(Error::WrongExpectedVersion { actual: None, .. })), "{missing:?}");
+    // A batch over two streams with one wrong expectation writes nothing.
+    let batch = [
+        NewEvent::new("a", "Changed", b"").with_expected_version(Exact(0)),
+        NewEvent::new("b", "Opened", b"").with_expected_version(NoStream),
+        NewEvent::new("a", "Changed", b"").with_expected_version(Exact(1)),
+        NewEvent::new("b", "Changed", b"").with_expected_version(Exact(7)),
+    ];
+    let error = log.append_batch(&batch).unwrap_err();
+    assert!(
+        matches!(&error, Error::WrongExpectedVersion { stream, expected: Exact(7), actual: Some(0) } if stream == "b"),
+        "{error}"
+    );
+    assert_eq!(log.next_position(), 1, "the failed batch wrote nothing");
+    assert!(log.stream_state("b").is_none());
+    // Expectations see the earlier events of the same batch.
+    let batch = [
+        NewEvent::new("a", "Changed", b"").with_expected_version(Exact(0)),
+        NewEvent::new("b", "Opened", b"").with_expected_version(NoStream),
+        NewEvent::new("a", "Changed", b"").with_expected_version(Exact(1)),
+        NewEvent::new("b", "Changed", b"").with_expected_version(StreamExists),
+        NewEvent::new("c", "Opened", b"").with_expected_version(Any),
+    ];
+    let appended = log.append_batch(&batch).unwrap();
+    let versions: Vec<u64> = appended.iter().map(|a| a.stream_version).collect();
+    assert_eq!(versions, vec![1, 0, 2, 1, 0]);
+    // Expected versions survive a reopen and a segment roll.
+    drop(log);
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    append_range(&log, 6, 200, 10);
+    let state = log.stream_state("a").unwrap();
+    log.append(&NewEvent::new("a", "Closed", b"").with_expected_version(Exact(state.last_version))).unwrap();
+    assert_eq!(log.stream_state("a").unwrap().last_version, 3);
+}

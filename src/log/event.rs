@@ -25,12 +25,68 @@ pub struct NewEvent<'a> {
     /// [`crate::Error::TimestampOutOfOrder`]; the clock's reading is raised to
     /// the last timestamp instead, so timestamps never decrease along the log.
     pub timestamp_ns: Option<u64>,
+    /// What the stream's version must be just before this event (optimistic
+    /// concurrency); default [`ExpectedVersion::Any`].
+    pub expected_version: ExpectedVersion,
+}
+
+/// The optimistic-concurrency guard of an event: what its stream must look
+/// like just before it is appended. A mismatch fails the whole batch with
+/// [`crate::Error::WrongExpectedVersion`] and writes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExpectedVersion {
+    /// No check.
+    #[default]
+    Any,
+    /// The stream must have no event yet.
+    NoStream,
+    /// The stream must have at least one event.
+    StreamExists,
+    /// The stream's last event must have exactly this version.
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    /// True when a stream whose last version is `current` (`None`: no event)
+    /// satisfies this expectation.
+    pub fn matches(self, current: Option<u64>) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => current.is_none(),
+            ExpectedVersion::StreamExists => current.is_some(),
+            ExpectedVersion::Exact(version) => current == Some(version),
+        }
+    }
+}
+
+impl std::fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExpectedVersion::Any => write!(f, "any"),
+            ExpectedVersion::NoStream => write!(f, "no stream"),
+            ExpectedVersion::StreamExists => write!(f, "stream exists"),
+            ExpectedVersion::Exact(version) => write!(f, "version {version}"),
+        }
+    }
 }
 
 impl<'a> NewEvent<'a> {
     /// An event with no metadata and the log's clock as timestamp.
     pub fn new(stream: &'a str, event_type: &'a str, payload: &'a [u8]) -> Self {
-        NewEvent { stream, event_type, metadata: &[], payload, timestamp_ns: None }
+        NewEvent {
+            stream,
+            event_type,
+            metadata: &[],
+            payload,
+            timestamp_ns: None,
+            expected_version: ExpectedVersion::Any,
+        }
+    }
+
+    /// Sets the expected version of the stream just before this event.
+    pub fn with_expected_version(mut self, expected_version: ExpectedVersion) -> Self {
+        self.expected_version = expected_version;
+        self
     }
 
     /// Sets the metadata.

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::index::StreamState;
 use crate::storage::StorageFile;
 
-pub use event::{Appended, Event, EventRef, NewEvent};
+pub use event::{Appended, Event, EventRef, ExpectedVersion, NewEvent};
 pub use maintenance::VerifyReport;
 pub use options::{Durability, LogOptions, RecoveryMode, SEGMENT_CAPACITY_BYTES_DEFAULT};
 pub use state::{DroppedBytes, RecoveryReport};

@@ -1,5 +1,6 @@
 //! The write path: validation, encoding, segment roll, and group commit.
 
+use std::collections::HashMap;
 use std::mem;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,6 +20,43 @@ fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The version each event of a batch gets, after checking every event's
+/// expected version against its stream's version just before it (events earlier
+/// in the same batch count). Nothing is changed: a mismatch writes nothing.
+fn assign_versions(state: &State, events: &[NewEvent<'_>]) -> Result<Vec<u64>> {
+    // Small batches look back through the batch; large ones use a map, so that
+    // bulk loads stay linear.
+    const LOOK_BACK_MAX: usize = 16;
+    let mut in_batch: HashMap<&str, u64> = HashMap::new();
+    let mut versions: Vec<u64> = Vec::with_capacity(events.len());
+    for (index, event) in events.iter().enumerate() {
+        let earlier_in_batch = if events.len() <= LOOK_BACK_MAX {
+            events[..index]
+                .iter()
+                .zip(&versions)
+                .rev()
+                .find(|(earlier, _)| earlier.stream == event.stream)
+                .map(|(_, v)| *v)
+        } else {
+            in_batch.get(event.stream).copied()
+        };
+        let current = earlier_in_batch.or_else(|| state.stream_state(event.stream).map(|s| s.last_version));
+        if !event.expected_version.matches(current) {
+            return Err(Error::WrongExpectedVersion {
+                stream: event.stream.to_owned(),
+                expected: event.expected_version,
+                actual: current,
+            });
+        }
+        let version = current.map_or(0, |v| v + 1);
+        if events.len() > LOOK_BACK_MAX {
+            in_batch.insert(event.stream, version);
+        }
+        versions.push(version);
+    }
+    Ok(versions)
 }
 
 impl Inner {
@@ -44,6 +82,7 @@ impl Inner {
                 None => timestamp_floor = timestamp_floor.max(now),
             }
         }
+        let versions = assign_versions(&state, events)?;
         let active = state.active();
         let fits = active.footer.is_none() && state.data_end + batch_bytes <= active.segment.data_limit();
         if !fits {
@@ -61,7 +100,7 @@ impl Inner {
         for (index, event) in events.iter().enumerate() {
             timestamp_ns = event.timestamp_ns.unwrap_or(timestamp_ns.max(now));
             let position = state.next_position + index as u64;
-            let stream_version = state.stream_state(event.stream).map_or(0, |s| s.last_version + 1);
+            let stream_version = versions[index];
             state.record_stream(event.stream, StreamState { last_version: stream_version, last_position: position });
             let header = RecordHeader {
                 position,
