@@ -41,8 +41,8 @@ pub mod storage;
 
 pub use error::{CorruptionKind, Error, Result};
 pub use log::{
-    Appended, Durability, Event, EventRef, ExpectedVersion, Log, LogOptions, LogView, NewEvent, RecoveryMode,
-    RecoveryReport, VerifyReport,
+    Appended, Direction, Durability, Event, EventRef, ExpectedVersion, Filter, Log, LogOptions, LogView, NewEvent,
+    RecoveryMode, RecoveryReport, VerifyReport,
 };
 pub use record::limits;
 

@@ -149,6 +149,21 @@ fn damage_before_the_tail_is_an_error_and_salvage_keeps_the_valid_prefix() {
     let damaged_offset = bounds[10].0 + 20;
     flip_byte(&active, damaged_offset);
 
+    // After a clean close the active segment is trusted like a sealed one:
+    // open scans nothing and the read finds the damage.
+    {
+        let log = Log::open(directory.path(), LogOptions::default()).unwrap();
+        let error = log.view().iter().find_map(|event| event.err()).expect("reading must fail");
+        assert!(names(&error, &active, damaged_offset), "{error}");
+    }
+    // After a crash (no clean-close index) open scans the active segment and
+    // refuses the damage.
+    for entry in std::fs::read_dir(directory.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "idx") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
     let error = Log::open(directory.path(), LogOptions::default()).unwrap_err();
     assert!(names(&error, &active, damaged_offset), "{error}");
     assert!(matches!(&error, Error::Corrupted { offset, .. } if *offset == bounds[10].0), "{error}");

@@ -55,6 +55,7 @@ fn a_second_writer_process_is_refused() {
     let status = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "a_second_writer_process_is_refused", "--test-threads=1"])
         .env("CHRONOLOG_LOCK_CHILD", directory.path())
+        .stdout(std::process::Stdio::null())
         .status()
         .unwrap();
     assert!(status.success(), "the child process was not refused");
@@ -329,4 +330,33 @@ fn expected_versions_guard_every_stream_of_a_batch() {
     let state = log.stream_state("a").unwrap();
     log.append(&NewEvent::new("a", "Closed", b"").with_expected_version(Exact(state.last_version))).unwrap();
     assert_eq!(log.stream_state("a").unwrap().last_version, 3);
+}
+
+#[test]
+fn a_clean_close_makes_the_next_open_scan_nothing_and_stays_safe() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    append_range(&log, 0, 100, 3);
+    drop(log);
+    let active_index = {
+        let mut files: Vec<_> = std::fs::read_dir(directory.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "idx"))
+            .collect();
+        files.sort();
+        files.pop().unwrap()
+    };
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    assert!(!log.recovery_report().active_segment_scanned, "a clean close must spare the scan");
+    assert_deterministic(&log, 100);
+    // The first append removes the clean-close index before writing...
+    append_range(&log, 100, 105, 1);
+    assert!(!active_index.exists(), "the clean-close index must go before the first append");
+    // (so that a crash now leaves nothing to trust: tests/crash.rs kills
+    // writers that opened after a clean close and checks the next open.)
+    drop(log);
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    assert!(!log.recovery_report().active_segment_scanned);
+    assert_deterministic(&log, 105);
 }

@@ -18,13 +18,12 @@
 //! end u32     crc32 of every byte before it
 //! ```
 
-use std::collections::HashMap;
-
 use byteorder::{ByteOrder, LittleEndian};
 
 use crate::error::CorruptionKind;
 use crate::record::limits;
 use crate::segment::FORMAT_VERSION;
+use crate::storage::FileBytes;
 
 /// Magic number of stream table files.
 pub const STREAM_TABLE_MAGIC: [u8; 8] = *b"CHRNLSTR";
@@ -55,10 +54,10 @@ pub struct StreamState {
     pub last_position: u64,
 }
 
-/// A validated stream table held in memory.
-#[derive(Debug, Clone)]
+/// A stream table whose CRC and header were checked: held in memory or mapped.
+#[derive(Debug)]
 pub struct StreamTable {
-    bytes: Vec<u8>,
+    bytes: FileBytes,
     entry_count: usize,
     next_position: u64,
 }
@@ -70,9 +69,13 @@ impl StreamTable {
             .unwrap_or_else(|_| unreachable!("an empty table always decodes"))
     }
 
-    /// Validates every byte of a table file: magic, version, CRC, and that every
-    /// entry lies inside the file in name order. Errors carry the byte offset.
-    pub fn decode(bytes: Vec<u8>) -> Result<StreamTable, (u64, CorruptionKind)> {
+    /// Checks a table file: magic, version, CRC, and that the offset array fits.
+    /// Entries are bounds-checked when read (a CRC-valid table out of name
+    /// order can only come from a writer bug; a lookup in one fails, it never
+    /// reads out of bounds). Errors carry the byte offset. O(size), no parsing:
+    /// opening a log with many streams stays fast.
+    pub fn decode(bytes: impl Into<FileBytes>) -> Result<StreamTable, (u64, CorruptionKind)> {
+        let bytes = bytes.into();
         let too_short =
             |needed: usize| CorruptionKind::Truncated { needed: needed as u64, available: bytes.len() as u64 };
         if bytes.len() < TABLE_HEADER_SIZE + TABLE_CRC_SIZE {
@@ -101,23 +104,11 @@ impl StreamTable {
             .and_then(|size| size.checked_add(TABLE_HEADER_SIZE))
             .filter(|&end| end <= crc_offset)
             .ok_or((ENTRY_COUNT_OFFSET as u64, CorruptionKind::InvalidField { field: "entry count" }))?;
-        let table = StreamTable {
+        Ok(StreamTable {
             next_position: LittleEndian::read_u64(&bytes[NEXT_POSITION_OFFSET..]),
-            entry_count: entry_count as usize,
+            entry_count: offsets_end.saturating_sub(TABLE_HEADER_SIZE) / size_of::<u64>(),
             bytes,
-        };
-        let mut previous: Option<&str> = None;
-        for index in 0..table.entry_count {
-            let entry_offset = TABLE_HEADER_SIZE + index * size_of::<u64>();
-            let (name, _) =
-                table.entry(index).ok_or((entry_offset as u64, CorruptionKind::InvalidField { field: "entry" }))?;
-            if table.entry_start(index).is_some_and(|start| start < offsets_end) || previous.is_some_and(|p| p >= name)
-            {
-                return Err((entry_offset as u64, CorruptionKind::InvalidField { field: "entry order" }));
-            }
-            previous = Some(name);
-        }
-        Ok(table)
+        })
     }
 
     /// The table's bytes, as written to disk.
@@ -162,8 +153,12 @@ impl StreamTable {
 
     /// The bytes of a new table: this one with `updates` applied, covering
     /// positions below `next_position`.
-    pub fn merged_with(&self, updates: &HashMap<Box<str>, StreamState>, next_position: u64) -> Vec<u8> {
-        let mut changed: Vec<(&str, StreamState)> = updates.iter().map(|(name, state)| (&**name, *state)).collect();
+    pub fn merged_with<'a>(
+        &'a self,
+        updates: impl IntoIterator<Item = (&'a str, StreamState)>,
+        next_position: u64,
+    ) -> Vec<u8> {
+        let mut changed: Vec<(&str, StreamState)> = updates.into_iter().collect();
         changed.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut merged: Vec<(&str, StreamState)> = Vec::with_capacity(self.entry_count + changed.len());
         let mut old = self.iter().peekable();
@@ -259,6 +254,7 @@ pub fn parse_file_name(name: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     fn state(version: u64) -> StreamState {
         StreamState { last_version: version, last_position: version * 10 }
@@ -266,14 +262,15 @@ mod tests {
 
     #[test]
     fn merge_keeps_old_entries_and_applies_updates() {
-        let mut first = HashMap::new();
+        let mut first: HashMap<Box<str>, StreamState> = HashMap::new();
         first.insert("b".into(), state(1));
         first.insert("d".into(), state(2));
-        let table = StreamTable::decode(StreamTable::empty(0).merged_with(&first, 5)).expect("valid");
-        let mut second = HashMap::new();
+        let table = StreamTable::decode(StreamTable::empty(0).merged_with(first.iter().map(|(n, s)| (&**n, *s)), 5))
+            .expect("valid");
+        let mut second: HashMap<Box<str>, StreamState> = HashMap::new();
         second.insert("a".into(), state(3));
         second.insert("d".into(), state(9));
-        let table = StreamTable::decode(table.merged_with(&second, 9)).expect("valid");
+        let table = StreamTable::decode(table.merged_with(second.iter().map(|(n, s)| (&**n, *s)), 9)).expect("valid");
         let all: Vec<_> = table.iter().map(|(n, s)| (n.to_string(), s.last_version)).collect();
         assert_eq!(all, vec![("a".into(), 3), ("b".into(), 1), ("d".into(), 9)]);
         assert_eq!(table.get("d"), Some(state(9)));
@@ -287,7 +284,7 @@ mod tests {
         for i in 0..20u64 {
             streams.insert(format!("stream-{i}").into_boxed_str(), state(i));
         }
-        let bytes = StreamTable::empty(0).merged_with(&streams, 100);
+        let bytes = StreamTable::empty(0).merged_with(streams.iter().map(|(n, s)| (&**n, *s)), 100);
         for byte in 0..bytes.len() {
             let mut damaged = bytes.clone();
             damaged[byte] ^= 0x01;

@@ -4,6 +4,7 @@ use super::open::{self, check_against_footer, list_stream_tables};
 use super::{truncation, Inner, LogView};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::index::stream_table::{self, StreamTable};
+use crate::index::{segment_index, SegmentIndex};
 use crate::segment::{self, scan, ScanEnd, SegmentFooter, SegmentHeader, HEADER_SIZE};
 use crate::storage;
 
@@ -42,14 +43,16 @@ impl Inner {
         if position + 1 == next {
             return Ok(());
         }
-        truncation::write_marker(storage, &self.directory, position)?;
-        let result = truncation::apply(storage, &self.directory, position)
+        // From the moment the marker may exist, any failure poisons the log:
+        // the next open finishes the cut, so nothing may be appended meanwhile.
+        let result = truncation::write_marker(storage, &self.directory, position)
+            .and_then(|()| truncation::apply(storage, &self.directory, position))
             .and_then(|()| truncation::remove_marker(storage, &self.directory))
             .and_then(|()| open::load(&self.directory, &self.options, true));
         let loaded = match result {
             Ok(loaded) => loaded,
             Err(error) => {
-                // The marker is on disk: reopening finishes the cut.
+                // The marker may be on disk: reopening finishes the cut.
                 self.poison(&error);
                 return Err(error);
             }
@@ -103,17 +106,26 @@ impl Inner {
         let base_path = directory.join(stream_table::file_name(base_first));
         storage::write_atomic(storage, &base_path, base.as_bytes())
             .map_err(|e| Error::io("write stream table", &base_path, e))?;
-        for entry in &state.segments[..purgeable] {
+        let removed = state.segments[..purgeable].iter().try_for_each(|entry| {
             truncation::remove_if_present(storage, entry.segment.path())?;
             storage.sync_dir(directory).map_err(|e| Error::io("sync directory", directory, e))?;
-        }
-        for table_first in list_stream_tables(storage, directory)? {
-            if table_first < base_first && Some(table_first) != newest {
-                truncation::remove_if_present(storage, &directory.join(stream_table::file_name(table_first)))?;
-            }
+            let index_path = directory.join(segment_index::file_name(entry.segment.first_position()));
+            truncation::remove_if_present(storage, &index_path)
+        });
+        if let Err(error) = removed {
+            // Some segment files may be gone: the in-memory list no longer
+            // matches the directory. Reopening reads what is really there.
+            self.poison(&error);
+            return Err(error);
         }
         state.segments.drain(..purgeable);
         *self.published.write() = state.published();
+        // Older tables are superseded; failing to remove one costs only disk.
+        for table_first in list_stream_tables(storage, directory).unwrap_or_default() {
+            if table_first < base_first && Some(table_first) != newest {
+                let _ = truncation::remove_if_present(storage, &directory.join(stream_table::file_name(table_first)));
+            }
+        }
         Ok(purgeable)
     }
 
@@ -185,12 +197,27 @@ impl Inner {
                 }
             }
         }
-        self.verify_stream_tables(&mut report)?;
+        self.verify_stream_tables(&mut report, &view)?;
         Ok(report)
     }
 
-    fn verify_stream_tables(&self, report: &mut VerifyReport) -> Result<()> {
+    fn verify_stream_tables(&self, report: &mut VerifyReport, view: &LogView) -> Result<()> {
         let storage = &*self.options.storage;
+        for entry in view.segments() {
+            let Some(footer) = entry.footer else { continue };
+            let first = entry.segment.first_position();
+            let path = self.directory.join(segment_index::file_name(first));
+            let bytes = match storage::read_all(storage, &path) {
+                Ok(bytes) => bytes,
+                // A missing index is rebuilt when needed; not damage.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(Error::io("read segment index", &path, error)),
+            };
+            report.indexes_checked += 1;
+            if let Err((offset, kind)) = SegmentIndex::decode(&bytes, first, footer.data_end_offset) {
+                report.problems.push(Error::corrupted(&path, offset, kind));
+            }
+        }
         for first in list_stream_tables(storage, &self.directory)? {
             let path = self.directory.join(stream_table::file_name(first));
             report.indexes_checked += 1;

@@ -5,11 +5,14 @@
 //! straight from the segments' memory maps.
 
 mod event;
+mod indexes;
 mod maintenance;
 mod open;
 mod options;
 mod salvage;
 mod state;
+mod streams;
+mod time;
 mod truncation;
 mod view;
 mod writer;
@@ -27,7 +30,8 @@ pub use event::{Appended, Event, EventRef, ExpectedVersion, NewEvent};
 pub use maintenance::VerifyReport;
 pub use options::{Durability, LogOptions, RecoveryMode, SEGMENT_CAPACITY_BYTES_DEFAULT};
 pub use state::{DroppedBytes, RecoveryReport};
-pub use view::{Iter, LogView, RevIter};
+pub use streams::{Direction, StreamIter};
+pub use view::{Filter, FilteredIter, Iter, LogView, RevIter};
 
 use state::{Published, State};
 
@@ -128,7 +132,12 @@ impl Log {
         loaded: open::Loaded,
     ) -> Log {
         let published = loaded.state.published();
-        let durable_next_position = loaded.state.next_position;
+        // Records recovered from the active segment may still be only in the
+        // page cache (a process crash keeps them there): count as durable only
+        // what sealed segments hold, so that the next `sync` really syncs.
+        let active = loaded.state.active();
+        let durable_next_position =
+            if active.footer.is_some() { loaded.state.next_position } else { active.segment.first_position() };
         Log {
             inner: Arc::new(Inner {
                 directory,
@@ -256,14 +265,24 @@ impl Log {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // A clean close makes everything appended durable. Errors cannot be
-        // returned from drop; a failed sync is caught by the next open.
-        if self.writable && self.poisoned.get_mut().is_none() {
-            let state = self.state.get_mut();
-            let durable = self.sync.get_mut().durable_next_position;
-            if state.next_position > durable {
-                let _ = state.active().segment.sync();
-            }
+        // A clean close makes everything appended durable and leaves the active
+        // segment's index beside it, so that the next open scans nothing.
+        // Errors cannot be returned from drop: a failed sync or write just
+        // means the next open scans the active segment.
+        if !self.writable || self.poisoned.get_mut().is_some() {
+            return;
+        }
+        let state = self.state.get_mut();
+        let active = state.active();
+        if active.footer.is_some() || state.checkpoint.is_some() {
+            return;
+        }
+        if active.segment.sync().is_err() {
+            return;
+        }
+        let index = state.active_index.read();
+        if index.data_end() == state.data_end && state.next_position > active.segment.first_position() {
+            indexes::store_index(&*self.options.storage, &self.directory, &index);
         }
     }
 }

@@ -5,11 +5,13 @@
 //! their header and footer and checked record by record when read (or all at
 //! once by `verify`, or by [`RecoveryMode::Salvage`]).
 
-use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
+
+use super::indexes::{scan_into_index, BuiltIndex, IndexContext, IndexHandle, PendingIndex};
 use super::options::LogOptions;
 use super::salvage;
 use super::state::{DroppedBytes, RecoveryReport, SegmentEntry, State};
@@ -17,6 +19,7 @@ use super::truncation;
 use super::RecoveryMode;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::index::stream_table::{self, StreamState, StreamTable};
+use crate::index::SegmentIndex;
 use crate::record::{self, Decoded, RecordRef};
 use crate::segment::{self, scan, ScanEnd, ScanOutcome, Segment, HEADER_SIZE};
 use crate::storage::{self, OpenMode, Storage, StorageFile};
@@ -70,13 +73,20 @@ pub(crate) fn load(directory: &Path, options: &LogOptions, writable: bool) -> Re
     let mut report = RecoveryReport::default();
     if writable {
         remove_temporaries(storage, directory)?;
-        if let Some(position) = truncation::read_marker(storage, directory)? {
-            truncation::apply(storage, directory, position)?;
-            truncation::remove_marker(storage, directory)?;
-            report.completed_truncation = Some(position);
-        }
         if options.recovery_mode == RecoveryMode::Salvage {
             salvage::salvage_sealed_segments(storage, directory, &mut report)?;
+        }
+        if let Some(position) = truncation::read_marker(storage, directory)? {
+            match truncation::apply(storage, directory, position) {
+                Ok(()) => {}
+                // Salvage cut the log before the truncation point: nothing is
+                // left to cut.
+                Err(Error::Corrupted { .. } | Error::PositionOutOfRange { .. })
+                    if options.recovery_mode == RecoveryMode::Salvage => {}
+                Err(error) => return Err(error),
+            }
+            truncation::remove_marker(storage, directory)?;
+            report.completed_truncation = Some(position);
         }
     }
     // A reader that finds a truncation in progress shows the log as it will be
@@ -98,6 +108,13 @@ pub(crate) fn load(directory: &Path, options: &LogOptions, writable: bool) -> Re
         .checked_sub(2)
         .and_then(|index| segments[index].footer)
         .map_or(0, |footer| footer.max_timestamp_ns);
+    let context = Arc::new(IndexContext {
+        storage: Arc::clone(&options.storage),
+        directory: directory.to_path_buf(),
+        writable,
+        interval_bytes: options.index_interval_bytes,
+        rebuilt: Default::default(),
+    });
 
     let mut state = State {
         segments,
@@ -107,7 +124,9 @@ pub(crate) fn load(directory: &Path, options: &LogOptions, writable: bool) -> Re
         segment_first_timestamp_ns: None,
         segment_record_count: 0,
         sealed_streams: Arc::new(StreamTable::empty(0)),
-        active_streams: HashMap::new(),
+        active_index: Arc::new(BuiltIndex::new(SegmentIndex::new(0, options.index_interval_bytes))),
+        context,
+        checkpoint: None,
         buffer: Vec::new(),
     };
     if let Some(footer) = last.footer {
@@ -126,6 +145,8 @@ pub(crate) fn load(directory: &Path, options: &LogOptions, writable: bool) -> Re
             writable,
             &mut report,
         )?);
+        state.active_index =
+            Arc::new(BuiltIndex::new(SegmentIndex::new(state.next_position, options.index_interval_bytes)));
     } else {
         state.sealed_streams = Arc::new(load_stream_table(
             storage,
@@ -135,21 +156,111 @@ pub(crate) fn load(directory: &Path, options: &LogOptions, writable: bool) -> Re
             writable,
             &mut report,
         )?);
-        let mut active_streams: HashMap<Box<str>, StreamState> = HashMap::new();
-        let outcome =
-            scan_for_streams(&last.segment, last.segment.data_limit(), previous_max_timestamp_ns, &mut active_streams);
-        recover_tail(storage, &last.segment, &outcome, options.recovery_mode, writable, &mut report)?;
-        state.active_streams = active_streams;
-        state.data_end = outcome.valid_end;
-        state.next_position = outcome.next_position;
-        state.last_timestamp_ns = outcome.last_timestamp_ns;
-        state.segment_first_timestamp_ns = outcome.first_timestamp_ns;
-        state.segment_record_count = outcome.record_count;
+        let checkpoint = if options.recovery_mode == RecoveryMode::TolerateTornTail {
+            clean_shutdown_checkpoint(storage, directory, &last.segment)
+        } else {
+            None
+        };
+        if let Some(checkpoint) = checkpoint {
+            // Closed cleanly: nothing to scan, and the index is parsed on first
+            // use. The checkpoint is removed before the next append (see
+            // `State::checkpoint`).
+            state.data_end = checkpoint.data_end;
+            state.next_position = checkpoint.last_position + 1;
+            state.last_timestamp_ns = checkpoint.last_timestamp_ns;
+            state.segment_first_timestamp_ns = Some(checkpoint.first_timestamp_ns);
+            state.segment_record_count = state.next_position - last.segment.first_position();
+            state.active_index = Arc::new(BuiltIndex::pending(PendingIndex {
+                bytes: checkpoint.bytes,
+                segment: Arc::clone(&last.segment),
+                data_end: checkpoint.data_end,
+                interval_bytes: options.index_interval_bytes,
+                sealed_streams: Arc::clone(&state.sealed_streams),
+            }));
+            state.checkpoint = Some(checkpoint.path);
+        } else {
+            let sealed_streams = Arc::clone(&state.sealed_streams);
+            let (outcome, index) = scan_into_index(
+                &last.segment,
+                last.segment.data_limit(),
+                previous_max_timestamp_ns,
+                options.index_interval_bytes,
+                |stream| sealed_streams.get(stream).map(|s| s.last_position),
+            );
+            recover_tail(storage, &last.segment, &outcome, options.recovery_mode, writable, &mut report)?;
+            report.active_segment_scanned = true;
+            // An index a clean close left that was not trusted (a Strict or
+            // Salvage open, or one that no longer matches) must still go
+            // before the next append, or a later open could trust it.
+            let stale = directory.join(crate::index::segment_index::file_name(last.segment.first_position()));
+            if writable && storage.exists(&stale).unwrap_or(true) {
+                state.checkpoint = Some(stale);
+            }
+            state.active_index = Arc::new(BuiltIndex::new(index));
+            state.data_end = outcome.valid_end;
+            state.next_position = outcome.next_position;
+            state.last_timestamp_ns = outcome.last_timestamp_ns;
+            state.segment_first_timestamp_ns = outcome.first_timestamp_ns;
+            state.segment_record_count = outcome.record_count;
+        }
+        let last_entry = state.segments.len() - 1;
+        state.segments[last_entry].index = IndexHandle::Built(Arc::clone(&state.active_index));
     }
     if let Some(position) = pending_truncation {
         cap_at(storage, directory, &mut state, position, &mut report)?;
     }
     Ok(Loaded { state, report })
+}
+
+/// The index a clean close left for the active segment, when it still
+/// describes the segment exactly.
+struct Checkpoint {
+    bytes: storage::FileBytes,
+    path: PathBuf,
+    data_end: u64,
+    last_position: u64,
+    last_timestamp_ns: u64,
+    first_timestamp_ns: u64,
+}
+
+/// Maps the active segment's index written by a clean close and checks it
+/// against the segment: its header must cover the segment, the record ending where it says
+/// the data ends must be whole and close its batch, and nothing may follow it.
+/// Anything else (no file, damage, records written after the close) means a
+/// scan. The index itself is parsed later, on first use.
+fn clean_shutdown_checkpoint(storage: &dyn Storage, directory: &Path, segment: &Segment) -> Option<Checkpoint> {
+    let path = directory.join(crate::index::segment_index::file_name(segment.first_position()));
+    let bytes = storage::map_all(storage, &path).ok()?;
+    let data_end = SegmentIndex::peek_data_end(&bytes)?;
+    if data_end <= HEADER_SIZE as u64 || data_end + record::HEADER_SIZE as u64 > segment.data_limit() {
+        return None;
+    }
+    if !SegmentIndex::covers(&bytes, segment.first_position(), data_end) {
+        return None;
+    }
+    let map = segment.bytes();
+    let next_header = map.get(data_end as usize..data_end as usize + record::HEADER_SIZE)?;
+    if next_header.iter().any(|&b| b != 0) {
+        return None;
+    }
+    let length = record::preceding_length(map, data_end as usize)?;
+    let start = data_end as usize - length;
+    let Ok(Decoded::Record(last)) = record::decode(map.get(start..data_end as usize)?) else { return None };
+    if last.header.flags & record::FLAG_BATCH_END == 0 || last.header.position < segment.first_position() {
+        return None;
+    }
+    let Ok(Decoded::Record(first)) = record::decode(map.get(HEADER_SIZE..data_end as usize)?) else { return None };
+    if first.header.position != segment.first_position() {
+        return None;
+    }
+    Some(Checkpoint {
+        bytes,
+        path,
+        data_end,
+        last_position: last.header.position,
+        last_timestamp_ns: last.header.timestamp_ns,
+        first_timestamp_ns: first.header.timestamp_ns,
+    })
 }
 
 /// Limits a read-only state to the events up to `position`.
@@ -160,49 +271,43 @@ fn cap_at(
     position: u64,
     report: &mut RecoveryReport,
 ) -> Result<()> {
-    if position < state.first_position() || position + 1 >= state.next_position {
+    if position < state.first_position() || position.saturating_add(1) >= state.next_position {
         return Ok(());
     }
     let index = state.segments.partition_point(|entry| entry.segment.first_position() <= position).saturating_sub(1);
     state.segments.truncate(index + 1);
     let segment = Arc::clone(&state.segments[index].segment);
-    state.segments[index].footer = None;
-    let mut streams = HashMap::new();
     let mut cut = None;
-    let outcome = scan(
-        segment.bytes(),
-        HEADER_SIZE as u64,
-        segment.data_limit(),
-        segment.first_position(),
-        0,
-        |record, offset| {
-            if record.header.position <= position {
-                let state =
-                    StreamState { last_version: record.header.stream_version, last_position: record.header.position };
-                match streams.get_mut(record.stream) {
-                    Some(existing) => *existing = state,
-                    None => {
-                        streams.insert(Box::<str>::from(record.stream), state);
-                    }
-                }
-            }
-            if record.header.position == position {
-                cut = Some((offset + u64::from(record.encoded_length), record.header.timestamp_ns));
-            }
-        },
-    );
+    scan(segment.bytes(), HEADER_SIZE as u64, segment.data_limit(), segment.first_position(), 0, |record, offset| {
+        if record.header.position == position {
+            cut = Some((offset + u64::from(record.encoded_length), record.header.timestamp_ns));
+        }
+    });
     let Some((data_end, timestamp_ns)) = cut else {
         let kind = CorruptionKind::MissingSegment { position };
-        return Err(Error::corrupted(segment.path(), outcome.valid_end, kind));
+        return Err(Error::corrupted(segment.path(), HEADER_SIZE as u64, kind));
     };
-    state.sealed_streams =
+    let sealed_streams =
         Arc::new(load_stream_table(storage, directory, &state.segments, segment.first_position(), false, report)?);
-    state.active_streams = streams;
+    // Index the records up to the cut. The scan runs to the segment's end:
+    // the cut may fall inside a batch, whose records a scan shows only once
+    // the batch is complete.
+    let mut segment_index = SegmentIndex::new(segment.first_position(), state.context.interval_bytes);
+    scan(segment.bytes(), HEADER_SIZE as u64, segment.data_limit(), segment.first_position(), 0, |record, offset| {
+        if record.header.position <= position {
+            segment_index.add(record, offset, || sealed_streams.get(record.stream).map(|s| s.last_position));
+        }
+    });
+    let first_timestamp_ns = segment_index.entries().first().map(|entry| entry.timestamp_ns);
+    state.sealed_streams = sealed_streams;
+    state.active_index = Arc::new(BuiltIndex::new(segment_index));
+    state.segments[index].footer = None;
+    state.segments[index].index = IndexHandle::Built(Arc::clone(&state.active_index));
     state.data_end = data_end;
     state.segment_record_count = position + 1 - segment.first_position();
     state.next_position = position + 1;
     state.last_timestamp_ns = timestamp_ns;
-    state.segment_first_timestamp_ns = outcome.first_timestamp_ns;
+    state.segment_first_timestamp_ns = first_timestamp_ns;
     Ok(())
 }
 
@@ -215,6 +320,7 @@ fn remove_temporaries(storage: &dyn Storage, directory: &Path) -> Result<()> {
             stem == super::truncation::TRUNCATE_MARKER
                 || segment::parse_file_name(stem).is_some()
                 || stream_table::parse_file_name(stem).is_some()
+                || crate::index::segment_index::parse_file_name(stem).is_some()
         })
     };
     for name in names.iter().filter(|name| ours(name)) {
@@ -252,7 +358,7 @@ fn open_segments(
                 return Err(Error::corrupted(path, 0, CorruptionKind::MissingSegment { position: expected }));
             }
         }
-        segments.push(SegmentEntry { segment, footer });
+        segments.push(SegmentEntry { segment, footer, index: IndexHandle::lazy() });
     }
     Ok(segments)
 }
@@ -262,7 +368,7 @@ pub(crate) fn scan_for_streams(
     segment: &Segment,
     limit: u64,
     previous_timestamp_ns: u64,
-    streams: &mut HashMap<Box<str>, StreamState>,
+    streams: &mut FxHashMap<Box<str>, StreamState>,
 ) -> ScanOutcome {
     scan(
         segment.bytes(),
@@ -309,10 +415,16 @@ fn recover_tail(
         ScanEnd::IncompleteBatch { .. } => CorruptionKind::IncompleteBatch,
         _ => CorruptionKind::NonZeroPadding,
     });
+    if !writable {
+        // A reader cannot tell a torn write from a writer still appending:
+        // what follows the last complete batch is simply not shown yet.
+        return Ok(());
+    }
+    let strict = mode == RecoveryMode::Strict;
     // A bad record with a valid one after it is damage in the middle of the log,
     // not a write torn by a crash (a torn write leaves nothing valid behind it).
-    let mid_log = valid_record_after(segment.bytes(), outcome.stop_offset, last_non_zero, outcome.stop_position);
-    let strict = mode == RecoveryMode::Strict;
+    let mid_log =
+        !strict && valid_record_after(segment.bytes(), outcome.stop_offset, last_non_zero, outcome.stop_position);
     if strict || (mid_log && mode != RecoveryMode::Salvage) {
         return Err(Error::corrupted(segment.path(), bad_offset, kind));
     }
@@ -339,11 +451,29 @@ fn recover_tail(
 
 /// True when a valid record of position `position` or later starts anywhere in
 /// `(from, to]`. Records of an unfinished batch lie before `from`, so they do
-/// not count.
+/// not count. Cheap checks (length, trailer, position range) come first, so
+/// that the CRC runs only where a record is plausible: a torn tail of any size
+/// is checked in time linear in its size.
 fn valid_record_after(bytes: &[u8], from: u64, to: u64, position: u64) -> bool {
-    let end = (to as usize + 1).min(bytes.len());
-    (from as usize + 1..end).any(|start| {
-        matches!(record::decode(&bytes[start..]), Ok(Decoded::Record(record)) if record.header.position >= position)
+    // Records may end in zero bytes (the high bytes of the length copy), so a
+    // record starting at or before `to` may end after it.
+    let last_start = (to as usize).min(bytes.len());
+    let region = last_start.saturating_sub(from as usize) + record::RECORD_OVERHEAD;
+    let position_max = position.saturating_add((region / record::RECORD_OVERHEAD) as u64);
+    (from as usize + 1..=last_start).any(|start| {
+        let Some(header) = bytes.get(start..start + record::HEADER_SIZE) else { return false };
+        let length = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        if !(record::RECORD_OVERHEAD..=bytes.len() - start).contains(&length) {
+            return false;
+        }
+        let trailer = &bytes[start + length - record::TRAILER_SIZE..start + length];
+        let record_position = u64::from_le_bytes(header[8..16].try_into().unwrap_or([0xff; 8]));
+        if u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]) as usize != length
+            || !(position..=position_max).contains(&record_position)
+        {
+            return false;
+        }
+        matches!(record::decode(&bytes[start..start + length]), Ok(Decoded::Record(_)))
     })
 }
 
@@ -366,7 +496,7 @@ pub(crate) fn load_stream_table(
     let mut base = None;
     for first in list_stream_tables(storage, directory)? {
         let path = directory.join(stream_table::file_name(first));
-        let Ok(bytes) = storage::read_all(storage, &path) else { continue };
+        let Ok(bytes) = storage::map_all(storage, &path) else { continue };
         let Ok(table) = StreamTable::decode(bytes) else { continue };
         let start = table.next_position();
         if start == target {
@@ -387,7 +517,7 @@ pub(crate) fn load_stream_table(
             return Err(Error::corrupted(path, 0, CorruptionKind::InvalidField { field: "stream table" }));
         }
     };
-    let mut updates: HashMap<Box<str>, StreamState> = HashMap::new();
+    let mut updates: FxHashMap<Box<str>, StreamState> = FxHashMap::default();
     for entry in segments.iter().filter(|entry| {
         entry.segment.first_position() >= base.next_position() && entry.segment.first_position() < target
     }) {
@@ -401,7 +531,7 @@ pub(crate) fn load_stream_table(
         let outcome = scan_for_streams(&entry.segment, footer.data_end_offset, 0, &mut updates);
         check_against_footer(&entry.segment, &outcome, &footer)?;
     }
-    let table = StreamTable::decode(base.merged_with(&updates, target))
+    let table = StreamTable::decode(base.merged_with(updates.iter().map(|(name, state)| (&**name, *state)), target))
         .map_err(|(offset, kind)| Error::corrupted(directory, offset, kind))?;
     if let Some(path) = target_path {
         if writable {

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::index::segment_index::INDEX_INTERVAL_BYTES_DEFAULT;
 use crate::record::{limits, RECORD_OVERHEAD};
 use crate::segment::layout::{SEGMENT_CAPACITY_BYTES_MAX, SEGMENT_CAPACITY_BYTES_MIN};
 use crate::segment::{FOOTER_SIZE, HEADER_SIZE};
@@ -56,6 +57,7 @@ pub struct LogOptions {
     pub(crate) segment_capacity_bytes: u64,
     pub(crate) durability: Durability,
     pub(crate) recovery_mode: RecoveryMode,
+    pub(crate) index_interval_bytes: u32,
     pub(crate) storage: Arc<dyn Storage>,
 }
 
@@ -65,6 +67,7 @@ impl Default for LogOptions {
             segment_capacity_bytes: SEGMENT_CAPACITY_BYTES_DEFAULT,
             durability: Durability::default(),
             recovery_mode: RecoveryMode::default(),
+            index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
             storage: Arc::new(StdStorage),
         }
     }
@@ -91,6 +94,14 @@ impl LogOptions {
         self
     }
 
+    /// Distance between two entries of the sparse position/time index (default
+    /// 4 KiB): a seek scans at most this many bytes of records after a binary
+    /// search. Smaller is faster to seek and larger in memory.
+    pub fn index_interval_bytes(mut self, bytes: u32) -> Self {
+        self.index_interval_bytes = bytes;
+        self
+    }
+
     /// The storage all file I/O goes through (default: the real file system).
     pub fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
         self.storage = storage;
@@ -108,8 +119,11 @@ impl LogOptions {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
+        if self.index_interval_bytes == 0 {
+            return Err(Error::InvalidOptions("the index interval must be at least one byte"));
+        }
         if !(SEGMENT_CAPACITY_BYTES_MIN..=SEGMENT_CAPACITY_BYTES_MAX).contains(&self.segment_capacity_bytes) {
-            return Err(Error::InvalidOptions("segment capacity must be between 4 KiB and 1 TiB"));
+            return Err(Error::InvalidOptions("segment capacity must be between 4 KiB and 4 GiB"));
         }
         Ok(())
     }

@@ -1,19 +1,20 @@
 //! The in-memory state of an open log: what the writer owns and what readers
 //! are shown.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::indexes::{BuiltIndex, IndexContext, IndexHandle};
 use crate::error::CorruptionKind;
 use crate::index::{StreamState, StreamTable};
 use crate::segment::{Segment, SegmentFooter};
 
-/// A segment and, once it is sealed, its footer.
+/// A segment, its footer once it is sealed, and its index.
 #[derive(Debug, Clone)]
 pub(crate) struct SegmentEntry {
     pub segment: Arc<Segment>,
     pub footer: Option<SegmentFooter>,
+    pub index: IndexHandle,
 }
 
 /// The writer's state, guarded by the writer mutex. The segments list is never
@@ -28,10 +29,16 @@ pub(crate) struct State {
     pub last_timestamp_ns: u64,
     pub segment_first_timestamp_ns: Option<u64>,
     pub segment_record_count: u64,
-    /// Streams as of the start of the last segment.
+    /// Streams as of the end of the last sealed segment.
     pub sealed_streams: Arc<StreamTable>,
-    /// Streams written in the last segment.
-    pub active_streams: HashMap<Box<str>, StreamState>,
+    /// Index of the last segment while it is not sealed (shared with its
+    /// entry in `segments`); empty when the last segment is sealed.
+    pub active_index: Arc<BuiltIndex>,
+    pub context: Arc<IndexContext>,
+    /// The active segment's index file left by a clean close and trusted by
+    /// open: it must be removed (durably) before anything is appended, or a
+    /// later open could trust it over records written after it.
+    pub checkpoint: Option<PathBuf>,
     /// Reused encoding buffer.
     pub buffer: Vec<u8>,
 }
@@ -48,16 +55,11 @@ impl State {
     }
 
     pub fn stream_state(&self, stream: &str) -> Option<StreamState> {
-        self.active_streams.get(stream).copied().or_else(|| self.sealed_streams.get(stream))
-    }
-
-    pub fn record_stream(&mut self, stream: &str, state: StreamState) {
-        match self.active_streams.get_mut(stream) {
-            Some(existing) => *existing = state,
-            None => {
-                self.active_streams.insert(stream.into(), state);
-            }
-        }
+        let active = self.active_index.read().stream(stream).map(|postings| StreamState {
+            last_version: postings.last_version(),
+            last_position: postings.last_position,
+        });
+        active.or_else(|| self.sealed_streams.get(stream))
     }
 
     pub fn published(&self) -> Published {
@@ -67,6 +69,8 @@ impl State {
             next_position: self.next_position,
             active_data_end: self.data_end,
             last_timestamp_ns: self.last_timestamp_ns,
+            sealed_streams: Arc::clone(&self.sealed_streams),
+            context: Arc::clone(&self.context),
         }
     }
 }
@@ -79,6 +83,8 @@ pub(crate) struct Published {
     pub next_position: u64,
     pub active_data_end: u64,
     pub last_timestamp_ns: u64,
+    pub sealed_streams: Arc<StreamTable>,
+    pub context: Arc<IndexContext>,
 }
 
 /// Bytes that opening the log dropped or set aside.
@@ -107,11 +113,17 @@ pub struct RecoveryReport {
     pub rebuilt_indexes: Vec<PathBuf>,
     /// A `truncate_after` interrupted by a crash and completed on open.
     pub completed_truncation: Option<u64>,
+    /// The active segment was scanned record by record (no clean close left
+    /// its index, or the recovery mode asks for a scan). Not a repair.
+    pub active_segment_scanned: bool,
 }
 
 impl RecoveryReport {
     /// True when opening found nothing to repair.
     pub fn is_clean(&self) -> bool {
-        *self == RecoveryReport::default()
+        self.torn_tail.is_none()
+            && self.salvaged.is_empty()
+            && self.rebuilt_indexes.is_empty()
+            && self.completed_truncation.is_none()
     }
 }

@@ -12,7 +12,7 @@ use byteorder::{ByteOrder, LittleEndian};
 
 use super::open::{list_segments, list_stream_tables};
 use crate::error::{CorruptionKind, Error, Result};
-use crate::index::stream_table;
+use crate::index::{segment_index, stream_table};
 use crate::record::{self, Decoded, FLAGS_OFFSET, FLAG_BATCH_END, LENGTH_OFFSET};
 use crate::segment::{self, scan, Segment, HEADER_SIZE};
 use crate::storage::{self, Storage};
@@ -70,31 +70,41 @@ pub(crate) fn remove_marker(storage: &dyn Storage, directory: &Path) -> Result<(
 pub(crate) fn apply(storage: &dyn Storage, directory: &Path, position: u64) -> Result<()> {
     let listed = list_segments(storage, directory)?;
     let Some((keep_first, keep_path)) = listed.iter().rev().find(|(first, _)| *first <= position).cloned() else {
-        return Ok(());
+        let first = listed.first().map_or(0, |(first, _)| *first);
+        return Err(Error::PositionOutOfRange { position, first, next: first });
     };
+    // Find the cut before removing anything: a log whose record `position`
+    // cannot be read is left as it is.
+    let segment = Segment::open(storage, &keep_path, keep_first, true)?;
+    let footer = segment.footer()?;
+    let on_boundary = footer.is_some_and(|footer| footer.last_position == position);
+    let mut cut: Option<(u64, u64)> = None;
+    if !on_boundary {
+        let outcome =
+            scan(segment.bytes(), HEADER_SIZE as u64, segment.data_limit(), keep_first, 0, |record, offset| {
+                if record.header.position == position {
+                    cut = Some((offset, offset + u64::from(record.encoded_length)));
+                }
+            });
+        if cut.is_none() {
+            let kind = CorruptionKind::MissingSegment { position };
+            return Err(Error::corrupted(segment.path(), outcome.stop_offset, kind));
+        }
+    }
     for (_, path) in listed.iter().rev().filter(|(first, _)| *first > position) {
         remove_if_present(storage, path)?;
     }
-    let segment = Segment::open(storage, &keep_path, keep_first, true)?;
-    let footer = segment.footer()?;
-    if footer.is_some_and(|footer| footer.last_position == position) {
+    match cut {
         // The cut falls on a segment boundary: the kept segment stays sealed.
-        remove_tables_from(storage, directory, keep_first + 1)?;
-    } else {
-        let mut cut: Option<(u64, u64)> = None;
-        scan(segment.bytes(), HEADER_SIZE as u64, segment.data_limit(), keep_first, 0, |record, offset| {
-            if record.header.position == position {
-                cut = Some((offset, offset + u64::from(record.encoded_length)));
-            }
-        });
-        if let Some((record_start, record_end)) = cut {
+        None => remove_tables_from(storage, directory, keep_first + 1)?,
+        Some((record_start, record_end)) => {
             let has_more = footer.is_some() || segment::last_non_zero(segment.bytes(), record_end).is_some();
             if has_more {
                 let patch = batch_end_patch(&segment, record_start, record_end)?;
                 segment::rewrite_prefix(storage, &segment, record_end, patch.as_ref())?;
             }
+            remove_tables_from(storage, directory, keep_first)?;
         }
-        remove_tables_from(storage, directory, keep_first)?;
     }
     storage.sync_dir(directory).map_err(|e| Error::io("sync directory", directory, e))
 }
@@ -120,11 +130,15 @@ fn batch_end_patch(segment: &Segment, start: u64, end: u64) -> Result<Option<(u6
     }
 }
 
-/// Removes the stream tables of segments starting at `first` or later: they
-/// describe records that are gone.
+/// Removes the stream tables and segment indexes of segments starting at
+/// `first` or later: they describe records that are gone or changed.
 pub(crate) fn remove_tables_from(storage: &dyn Storage, directory: &Path, first: u64) -> Result<()> {
     for table_first in list_stream_tables(storage, directory)?.into_iter().filter(|&t| t >= first) {
         remove_if_present(storage, &directory.join(stream_table::file_name(table_first)))?;
+    }
+    let names = storage.list_dir(directory).map_err(|e| Error::io("list directory", directory, e))?;
+    for index_first in names.iter().filter_map(|name| segment_index::parse_file_name(name)).filter(|&i| i >= first) {
+        remove_if_present(storage, &directory.join(segment_index::file_name(index_first)))?;
     }
     Ok(())
 }

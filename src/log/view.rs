@@ -3,6 +3,7 @@
 use super::state::{Published, SegmentEntry};
 use super::EventRef;
 use crate::error::{CorruptionKind, Error, Result};
+use crate::index::SegmentIndex;
 use crate::record::{self, Decoded, RecordRef};
 use crate::segment::HEADER_SIZE;
 
@@ -69,33 +70,73 @@ impl LogView {
     /// Events from `position` on (from the first one held, if `position` was
     /// purged), oldest first.
     pub fn iter_from(&self, position: u64) -> Iter<'_> {
-        let position = position.max(self.first_position());
+        self.iter_range(position, self.next_position())
+    }
+
+    /// Events with positions in `[from, to)`, oldest first. Finding `from`
+    /// costs a binary search in the segment's sparse index and a scan of at
+    /// most one index interval.
+    pub fn iter_range(&self, from: u64, to: u64) -> Iter<'_> {
+        let from = from.max(self.first_position());
+        let end_position = to.min(self.next_position());
         let mut iter = Iter {
             view: self,
             segment_index: 0,
             offset: HEADER_SIZE as u64,
-            position,
-            done: position >= self.next_position(),
+            position: from,
+            end_position,
+            done: from >= end_position,
             error: None,
         };
-        if !iter.done {
-            iter.segment_index = self.segment_index_of(position);
-            iter.offset = HEADER_SIZE as u64;
-            let first = self.segments()[iter.segment_index].segment.first_position();
-            // Walk to `position` inside its segment (an index shortens this).
-            iter.position = first;
-            while iter.position < position {
-                match iter.next() {
-                    Some(Ok(_)) => {}
-                    Some(Err(error)) => {
-                        iter.error = Some(error);
-                        break;
-                    }
-                    None => break,
+        if iter.done {
+            return iter;
+        }
+        match self.locate(from) {
+            Ok((segment_index, offset, position)) => {
+                iter.segment_index = segment_index;
+                iter.offset = offset;
+                iter.position = position;
+            }
+            Err(error) => {
+                iter.error = Some(error);
+                iter.done = true;
+                return iter;
+            }
+        }
+        while iter.position < from {
+            match iter.next() {
+                Some(Ok(_)) => {}
+                Some(Err(error)) => {
+                    iter.error = Some(error);
+                    break;
                 }
+                None => break,
             }
         }
         iter
+    }
+
+    /// The segment holding `position`, and the offset and position of the
+    /// closest sparse index entry at or before it.
+    pub(super) fn locate(&self, position: u64) -> Result<(usize, u64, u64)> {
+        let segment_index = self.segment_index_of(position);
+        let entry = self.with_index(segment_index, |index| index.seek_position(position))?;
+        let first = self.segments()[segment_index].segment.first_position();
+        Ok(match entry {
+            Some(entry) => (segment_index, u64::from(entry.offset), entry.position),
+            None => (segment_index, HEADER_SIZE as u64, first),
+        })
+    }
+
+    /// A stream as of the end of the view's last sealed segment.
+    pub(super) fn sealed_stream_state(&self, stream: &str) -> Option<crate::index::StreamState> {
+        self.published.sealed_streams.get(stream)
+    }
+
+    /// Runs `read` on the index of a segment of this view (loading it on first
+    /// use for a sealed segment).
+    pub(super) fn with_index<R>(&self, segment_index: usize, read: impl FnOnce(&SegmentIndex) -> R) -> Result<R> {
+        self.published.context.with_index(self.segments(), segment_index, read)
     }
 
     /// Every event, newest first.
@@ -122,7 +163,7 @@ impl LogView {
         &self.published.segments
     }
 
-    fn segment_index_of(&self, position: u64) -> usize {
+    pub(super) fn segment_index_of(&self, position: u64) -> usize {
         self.segments().partition_point(|entry| entry.segment.first_position() <= position).saturating_sub(1)
     }
 
@@ -135,7 +176,13 @@ impl LogView {
         }
     }
 
-    fn decode_at(&self, index: usize, offset: u64, end: u64, expected_position: u64) -> Result<RecordRef<'_>> {
+    pub(super) fn decode_at(
+        &self,
+        index: usize,
+        offset: u64,
+        end: u64,
+        expected_position: u64,
+    ) -> Result<RecordRef<'_>> {
         let segment = &self.segments()[index].segment;
         let bytes = segment.bytes().get(offset as usize..end as usize).unwrap_or(&[]);
         match record::decode(bytes) {
@@ -163,6 +210,8 @@ pub struct Iter<'a> {
     segment_index: usize,
     offset: u64,
     position: u64,
+    /// One past the last position to yield.
+    end_position: u64,
     done: bool,
     /// An error met while seeking to the start, yielded first.
     error: Option<Error>,
@@ -182,7 +231,7 @@ impl<'a> Iterator for Iter<'a> {
         if let Some(error) = self.error.take() {
             return Some(Err(error));
         }
-        if self.done || self.position >= self.view.next_position() {
+        if self.done || self.position >= self.end_position {
             return None;
         }
         let segments = self.view.segments();
@@ -264,5 +313,75 @@ impl<'a> Iterator for RevIter<'a> {
                 Some(Err(error))
             }
         }
+    }
+}
+
+/// Which events a filtered read yields: a stream name prefix (a category such
+/// as `account-`), a set of event types, or both.
+///
+/// ```
+/// # use chronolog::{Durability, Filter, Log, LogOptions, NewEvent};
+/// # let directory = tempfile::tempdir()?;
+/// # let log = Log::open(directory.path(), LogOptions::default().durability(Durability::None))?;
+/// log.append(&NewEvent::new("account-1", "Opened", b""))?;
+/// log.append(&NewEvent::new("order-1", "Placed", b""))?;
+/// log.append(&NewEvent::new("account-2", "Closed", b""))?;
+/// let view = log.view();
+/// let filter = Filter::default().stream_prefix("account-").event_types(["Opened", "Placed"]);
+/// let matching: Vec<u64> = view.iter_filtered(0, filter).map(|e| e.map(|e| e.position)).collect::<Result<_, _>>()?;
+/// assert_eq!(matching, vec![0]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    stream_prefix: Option<String>,
+    event_types: Vec<String>,
+}
+
+impl Filter {
+    /// Only streams whose name starts with `prefix`.
+    pub fn stream_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.stream_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Only these event types (no restriction while the set is empty).
+    pub fn event_types<S: Into<String>>(mut self, types: impl IntoIterator<Item = S>) -> Self {
+        self.event_types = types.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// True when an event of `stream` and `event_type` passes the filter.
+    pub fn matches(&self, stream: &str, event_type: &str) -> bool {
+        self.stream_prefix.as_deref().is_none_or(|prefix| stream.starts_with(prefix))
+            && (self.event_types.is_empty() || self.event_types.iter().any(|t| t == event_type))
+    }
+}
+
+/// Iterator over the events of a view that pass a [`Filter`].
+#[derive(Debug)]
+pub struct FilteredIter<'a> {
+    inner: Iter<'a>,
+    filter: Filter,
+}
+
+impl<'a> Iterator for FilteredIter<'a> {
+    type Item = Result<EventRef<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.inner.next()? {
+                Ok(event) if !self.filter.matches(event.stream, event.event_type) => continue,
+                other => return Some(other),
+            }
+        }
+    }
+}
+
+impl LogView {
+    /// Events from `position` on that pass `filter`, oldest first. Payloads
+    /// are checked (CRC) but never copied.
+    pub fn iter_filtered(&self, position: u64, filter: Filter) -> FilteredIter<'_> {
+        FilteredIter { inner: self.iter_from(position), filter }
     }
 }

@@ -1,15 +1,18 @@
 //! The write path: validation, encoding, segment roll, and group commit.
 
-use std::collections::HashMap;
 use std::mem;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::options::{record_size_limit, segment_data_bytes};
+
+use super::indexes::{store_index, BuiltIndex, IndexHandle};
 use super::state::{SegmentEntry, State};
 use super::{Appended, Durability, Inner, NewEvent};
 use crate::error::{Error, Result};
+use crate::index::segment_index::AddedRecord;
 use crate::index::stream_table::{self, StreamState, StreamTable};
+use crate::index::SegmentIndex;
 use crate::record::{self, limits, RecordHeader, FLAG_BATCH_END};
 use crate::segment::{Segment, SegmentFooter, HEADER_SIZE};
 use crate::storage;
@@ -20,43 +23,6 @@ fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX))
-}
-
-/// The version each event of a batch gets, after checking every event's
-/// expected version against its stream's version just before it (events earlier
-/// in the same batch count). Nothing is changed: a mismatch writes nothing.
-fn assign_versions(state: &State, events: &[NewEvent<'_>]) -> Result<Vec<u64>> {
-    // Small batches look back through the batch; large ones use a map, so that
-    // bulk loads stay linear.
-    const LOOK_BACK_MAX: usize = 16;
-    let mut in_batch: HashMap<&str, u64> = HashMap::new();
-    let mut versions: Vec<u64> = Vec::with_capacity(events.len());
-    for (index, event) in events.iter().enumerate() {
-        let earlier_in_batch = if events.len() <= LOOK_BACK_MAX {
-            events[..index]
-                .iter()
-                .zip(&versions)
-                .rev()
-                .find(|(earlier, _)| earlier.stream == event.stream)
-                .map(|(_, v)| *v)
-        } else {
-            in_batch.get(event.stream).copied()
-        };
-        let current = earlier_in_batch.or_else(|| state.stream_state(event.stream).map(|s| s.last_version));
-        if !event.expected_version.matches(current) {
-            return Err(Error::WrongExpectedVersion {
-                stream: event.stream.to_owned(),
-                expected: event.expected_version,
-                actual: current,
-            });
-        }
-        let version = current.map_or(0, |v| v + 1);
-        if events.len() > LOOK_BACK_MAX {
-            in_batch.insert(event.stream, version);
-        }
-        versions.push(version);
-    }
-    Ok(versions)
 }
 
 impl Inner {
@@ -72,6 +38,9 @@ impl Inner {
 
         let mut state = self.state.lock();
         self.check_poisoned()?;
+        if state.checkpoint.is_some() {
+            self.remove_checkpoint(&mut state)?;
+        }
         let mut timestamp_floor = state.last_timestamp_ns;
         for event in events {
             match event.timestamp_ns {
@@ -82,7 +51,6 @@ impl Inner {
                 None => timestamp_floor = timestamp_floor.max(now),
             }
         }
-        let versions = assign_versions(&state, events)?;
         let active = state.active();
         let fits = active.footer.is_none() && state.data_end + batch_bytes <= active.segment.data_limit();
         if !fits {
@@ -97,20 +65,60 @@ impl Inner {
         buffer.clear();
         let mut appended = Vec::with_capacity(events.len());
         let mut timestamp_ns = state.last_timestamp_ns;
-        for (index, event) in events.iter().enumerate() {
+        let active_index = Arc::clone(&state.active_index);
+        let mut index = active_index.write();
+        let mark = index.mark();
+        let mut undo = Vec::with_capacity(events.len());
+        for (batch_index, event) in events.iter().enumerate() {
             timestamp_ns = event.timestamp_ns.unwrap_or(timestamp_ns.max(now));
-            let position = state.next_position + index as u64;
-            let stream_version = versions[index];
-            state.record_stream(event.stream, StreamState { last_version: stream_version, last_position: position });
+            let position = state.next_position + batch_index as u64;
+            let added = AddedRecord {
+                stream: event.stream,
+                position,
+                timestamp_ns,
+                stream_version: 0,
+                offset: state.data_end + buffer.len() as u64,
+                encoded_length: record::encoded_size(
+                    event.stream.len(),
+                    event.event_type.len(),
+                    event.metadata.len(),
+                    event.payload.len(),
+                ) as u32,
+            };
+            // The expected version is checked against the stream as it is just
+            // before this event (earlier events of the batch included); a
+            // mismatch takes the whole batch back before anything is written.
+            let checked = index.append_checked(
+                &added,
+                |current| event.expected_version.matches(current),
+                || state.sealed_streams.get(event.stream).map(|s| (s.last_version, s.last_position)),
+            );
+            let stream_version = match checked {
+                Ok((version, entry)) => {
+                    undo.push(entry);
+                    version
+                }
+                Err(actual) => {
+                    index.undo(mark, &undo);
+                    drop(index);
+                    state.buffer = buffer;
+                    return Err(Error::WrongExpectedVersion {
+                        stream: event.stream.to_owned(),
+                        expected: event.expected_version,
+                        actual,
+                    });
+                }
+            };
             let header = RecordHeader {
                 position,
                 timestamp_ns,
                 stream_version,
-                flags: if index + 1 == events.len() { FLAG_BATCH_END } else { 0 },
+                flags: if batch_index + 1 == events.len() { FLAG_BATCH_END } else { 0 },
             };
             record::encode_into(&mut buffer, &header, event.stream, event.event_type, event.metadata, event.payload);
             appended.push(Appended { position, stream_version, timestamp_ns });
         }
+        drop(index);
         debug_assert_eq!(buffer.len() as u64, batch_bytes);
 
         let segment = Arc::clone(&state.active().segment);
@@ -203,14 +211,23 @@ impl Inner {
                 self.poison(&error);
                 return Err(error);
             }
-            let table_bytes = state.sealed_streams.merged_with(&state.active_streams, state.next_position);
+            let active_index = Arc::clone(&state.active_index);
+            let index = active_index.read();
+            let updates = index.streams().map(|(name, postings)| {
+                (name, StreamState { last_version: postings.last_version(), last_position: postings.last_position })
+            });
+            let table_bytes = state.sealed_streams.merged_with(updates, state.next_position);
             let table_path = self.directory.join(stream_table::file_name(active.segment.first_position()));
-            // The table is a hint: if it cannot be stored, the next open rebuilds it.
+            // The table and the index are hints: if one cannot be stored, the
+            // next open (or first use) rebuilds it.
             let _ = storage::write_atomic(storage, &table_path, &table_bytes);
+            store_index(storage, &self.directory, &index);
+            drop(index);
             let table = StreamTable::decode(table_bytes)
                 .map_err(|(offset, kind)| Error::corrupted(&table_path, offset, kind))?;
             state.sealed_streams = Arc::new(table);
-            state.active_streams.clear();
+            state.active_index =
+                Arc::new(BuiltIndex::new(SegmentIndex::new(state.next_position, self.options.index_interval_bytes)));
             let last = state.segments.len() - 1;
             state.segments[last].footer = Some(footer);
             *self.published.write() = state.published();
@@ -224,7 +241,13 @@ impl Inner {
                     return Err(error);
                 }
             };
-        state.segments.push(SegmentEntry { segment: Arc::new(segment), footer: None });
+        state.active_index =
+            Arc::new(BuiltIndex::new(SegmentIndex::new(segment.first_position(), self.options.index_interval_bytes)));
+        state.segments.push(SegmentEntry {
+            segment: Arc::new(segment),
+            footer: None,
+            index: IndexHandle::Built(Arc::clone(&state.active_index)),
+        });
         state.data_end = HEADER_SIZE as u64;
         state.segment_record_count = 0;
         state.segment_first_timestamp_ns = None;
@@ -271,6 +294,23 @@ impl Inner {
         drop(sync);
         self.synced.notify_all();
         result
+    }
+
+    /// Removes the clean-close index of the active segment, durably, before
+    /// the first append after open (FORMAT.md, "Clean close").
+    fn remove_checkpoint(&self, state: &mut State) -> Result<()> {
+        let Some(path) = state.checkpoint.take() else { return Ok(()) };
+        let storage = &*self.options.storage;
+        // Already gone (a retry after a failed directory sync) is fine.
+        let removed = match storage.remove_file(&path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", &path, error)),
+            _ => storage.sync_dir(&self.directory).map_err(|e| Error::io("sync directory", &self.directory, e)),
+        };
+        if let Err(error) = removed {
+            state.checkpoint = Some(path);
+            return Err(error);
+        }
+        Ok(())
     }
 
     pub(super) fn poison(&self, error: &Error) {

@@ -18,7 +18,7 @@ use byteorder::{ByteOrder, LittleEndian};
 use crate::error::CorruptionKind;
 
 /// The on-disk format version written by this build.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Magic number at the start of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"CHRNLSEG";
@@ -63,9 +63,9 @@ const _: () = assert!(HEADER_SIZE == 64 && FOOTER_SIZE == 64);
 
 /// Smallest segment capacity accepted.
 pub const SEGMENT_CAPACITY_BYTES_MIN: u64 = 4096;
-/// Largest segment capacity accepted (offsets in records are `u64`, but a map
-/// must fit the address space with room to spare).
-pub const SEGMENT_CAPACITY_BYTES_MAX: u64 = 1 << 40;
+/// Largest segment capacity accepted: offsets inside a segment are stored as
+/// `u32` in segment indexes.
+pub const SEGMENT_CAPACITY_BYTES_MAX: u64 = 1 << 32;
 
 /// The fixed fields at the start of a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,10 +118,16 @@ impl SegmentHeader {
         if bytes[HEADER_CAPACITY_OFFSET + size_of::<u64>()..HEADER_CRC_OFFSET].iter().any(|&b| b != 0) {
             return Err((HEADER_CAPACITY_OFFSET as u64 + 8, CorruptionKind::NonZeroPadding));
         }
-        Ok(SegmentHeader {
-            first_position: LittleEndian::read_u64(&bytes[HEADER_FIRST_POSITION_OFFSET..]),
-            capacity_bytes,
-        })
+        let first_position = LittleEndian::read_u64(&bytes[HEADER_FIRST_POSITION_OFFSET..]);
+        // Positions are u64 and a next position must exist: u64::MAX is never
+        // a record's position.
+        if first_position == u64::MAX {
+            return Err((
+                HEADER_FIRST_POSITION_OFFSET as u64,
+                CorruptionKind::InvalidField { field: "first position" },
+            ));
+        }
+        Ok(SegmentHeader { first_position, capacity_bytes })
     }
 }
 
@@ -183,6 +189,7 @@ impl SegmentFooter {
         let field_error =
             |offset: usize, field: &'static str| Err((offset as u64, CorruptionKind::InvalidField { field }));
         if footer.record_count == 0
+            || footer.last_position == u64::MAX
             || header.first_position.checked_add(footer.record_count - 1) != Some(footer.last_position)
         {
             return field_error(FOOTER_RECORD_COUNT_OFFSET, "record count");

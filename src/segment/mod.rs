@@ -156,8 +156,12 @@ impl Segment {
         self.file.sync_data().map_err(|e| Error::io("fdatasync", &self.path, e))
     }
 
-    /// Writes the footer and makes the segment durable: after this it is sealed.
+    /// Makes the records durable, then writes the footer and makes it durable:
+    /// after this the segment is sealed. The records are synced first so that
+    /// a footer on disk always describes records on disk (pages may otherwise
+    /// reach the disk in any order).
     pub fn seal(&self, footer: &SegmentFooter) -> Result<()> {
+        self.sync()?;
         self.write_at(&footer.encode(), self.data_limit())?;
         self.sync()
     }

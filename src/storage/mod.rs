@@ -87,6 +87,39 @@ pub fn write_atomic(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> io::Res
     storage.sync_dir(parent_of(path))
 }
 
+/// The bytes of a whole file: read into memory, or mapped (no copy).
+#[derive(Debug)]
+pub enum FileBytes {
+    /// Bytes in memory.
+    Owned(Vec<u8>),
+    /// A read-only map of the file.
+    Mapped(Mapping),
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Owned(bytes) => bytes,
+            FileBytes::Mapped(map) => map,
+        }
+    }
+}
+
+impl From<Vec<u8>> for FileBytes {
+    fn from(bytes: Vec<u8>) -> Self {
+        FileBytes::Owned(bytes)
+    }
+}
+
+/// Maps a whole file read-only (for index files: written once, replaced only
+/// by rename, never changed in place, so the map stays valid).
+pub fn map_all(storage: &dyn Storage, path: &Path) -> io::Result<FileBytes> {
+    let file = storage.open(path, OpenMode::ReadOnly)?;
+    Ok(FileBytes::Mapped(file.map()?))
+}
+
 /// Reads a whole (small) file.
 pub fn read_all(storage: &dyn Storage, path: &Path) -> io::Result<Vec<u8>> {
     let file = storage.open(path, OpenMode::ReadOnly)?;

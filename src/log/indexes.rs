@@ -1,0 +1,196 @@
+//! Segment indexes as the log uses them: built by scanning, kept in memory for
+//! the active segment, loaded (or rebuilt) on first use for sealed ones.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::open::{check_against_footer, load_stream_table};
+use super::state::SegmentEntry;
+use crate::error::{CorruptionKind, Error, Result};
+use crate::index::segment_index::{self, SegmentIndex};
+use crate::index::StreamTable;
+use crate::segment::{scan, ScanOutcome, Segment, HEADER_SIZE};
+use crate::storage::{self, Storage};
+
+/// An index held in memory: built as the segment is written (or scanned on
+/// open), or left by a clean close and parsed on first use, so that opening a
+/// log does not pay for parsing the active segment's index.
+#[derive(Debug)]
+pub(crate) struct BuiltIndex {
+    loaded: AtomicBool,
+    index: RwLock<SegmentIndex>,
+    pending: Mutex<Option<PendingIndex>>,
+}
+
+/// An index file whose header was checked at open but not parsed yet, with what is
+/// needed to rebuild it from its segment if parsing fails.
+#[derive(Debug)]
+pub(crate) struct PendingIndex {
+    pub bytes: storage::FileBytes,
+    pub segment: Arc<Segment>,
+    pub data_end: u64,
+    pub interval_bytes: u32,
+    pub sealed_streams: Arc<StreamTable>,
+}
+
+impl BuiltIndex {
+    pub fn new(index: SegmentIndex) -> BuiltIndex {
+        BuiltIndex { loaded: AtomicBool::new(true), index: RwLock::new(index), pending: Mutex::new(None) }
+    }
+
+    pub fn pending(pending: PendingIndex) -> BuiltIndex {
+        let placeholder = SegmentIndex::new(pending.segment.first_position(), pending.interval_bytes);
+        BuiltIndex {
+            loaded: AtomicBool::new(false),
+            index: RwLock::new(placeholder),
+            pending: Mutex::new(Some(pending)),
+        }
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, SegmentIndex> {
+        self.load();
+        self.index.read()
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, SegmentIndex> {
+        self.load();
+        self.index.write()
+    }
+
+    fn load(&self) {
+        if self.loaded.load(Ordering::Acquire) {
+            return;
+        }
+        let mut pending = self.pending.lock();
+        if let Some(pending) = pending.take() {
+            let first = pending.segment.first_position();
+            let index = SegmentIndex::decode(&pending.bytes, first, pending.data_end).unwrap_or_else(|_| {
+                // Damaged after its header was checked at open: the segment is
+                // the truth.
+                let table = &pending.sealed_streams;
+                scan_into_index(&pending.segment, pending.data_end, 0, pending.interval_bytes, |stream| {
+                    table.get(stream).map(|state| state.last_position)
+                })
+                .1
+            });
+            *self.index.write() = index;
+        }
+        self.loaded.store(true, Ordering::Release);
+    }
+}
+
+/// Where a segment's index lives.
+#[derive(Debug, Clone)]
+pub(crate) enum IndexHandle {
+    /// Held in memory; frozen once the segment is sealed.
+    Built(Arc<BuiltIndex>),
+    /// Loaded from its file, or rebuilt, on first use.
+    Lazy(Arc<OnceLock<Arc<SegmentIndex>>>),
+}
+
+impl IndexHandle {
+    pub fn lazy() -> IndexHandle {
+        IndexHandle::Lazy(Arc::new(OnceLock::new()))
+    }
+}
+
+/// What loading an index needs to know about the log.
+#[derive(Debug)]
+pub(crate) struct IndexContext {
+    pub storage: Arc<dyn Storage>,
+    pub directory: PathBuf,
+    pub writable: bool,
+    pub interval_bytes: u32,
+    /// Index files found missing or damaged and rebuilt since open.
+    pub rebuilt: Mutex<Vec<PathBuf>>,
+}
+
+/// Scans a segment's records up to `limit`, building its index. The stream
+/// back links come from `previous_of` (the last position of a stream before
+/// this segment).
+pub(crate) fn scan_into_index(
+    segment: &Segment,
+    limit: u64,
+    previous_timestamp_ns: u64,
+    interval_bytes: u32,
+    previous_of: impl Fn(&str) -> Option<u64>,
+) -> (ScanOutcome, SegmentIndex) {
+    let mut index = SegmentIndex::new(segment.first_position(), interval_bytes);
+    let outcome = scan(
+        segment.bytes(),
+        HEADER_SIZE as u64,
+        limit,
+        segment.first_position(),
+        previous_timestamp_ns,
+        |record, offset| index.add(record, offset, || previous_of(record.stream)),
+    );
+    (outcome, index)
+}
+
+impl IndexContext {
+    /// The index of segment `position_in_list` of `segments`, running `read`
+    /// on it.
+    pub fn with_index<R>(
+        &self,
+        segments: &[SegmentEntry],
+        position_in_list: usize,
+        read: impl FnOnce(&SegmentIndex) -> R,
+    ) -> Result<R> {
+        let entry = &segments[position_in_list];
+        match &entry.index {
+            IndexHandle::Built(index) => Ok(read(&index.read())),
+            IndexHandle::Lazy(cell) => {
+                if let Some(index) = cell.get() {
+                    return Ok(read(index));
+                }
+                let index = Arc::new(self.load(segments, position_in_list)?);
+                // Another reader may have loaded it meanwhile; either copy is right.
+                let _ = cell.set(Arc::clone(&index));
+                Ok(read(&index))
+            }
+        }
+    }
+
+    fn load(&self, segments: &[SegmentEntry], position_in_list: usize) -> Result<SegmentIndex> {
+        let entry = &segments[position_in_list];
+        let segment = &entry.segment;
+        let first = segment.first_position();
+        let Some(footer) = entry.footer else {
+            return Err(Error::corrupted(segment.path(), segment.data_limit(), CorruptionKind::MissingFooter));
+        };
+        let path = self.directory.join(segment_index::file_name(first));
+        if let Ok(bytes) = storage::read_all(&*self.storage, &path) {
+            if let Ok(index) = SegmentIndex::decode(&bytes, first, footer.data_end_offset) {
+                return Ok(index);
+            }
+        }
+        // Missing or damaged: the segment is the truth.
+        let table = load_stream_table(
+            &*self.storage,
+            &self.directory,
+            segments,
+            first,
+            self.writable,
+            &mut Default::default(),
+        )?;
+        let (outcome, index) = scan_into_index(segment, footer.data_end_offset, 0, self.interval_bytes, |stream| {
+            table.get(stream).map(|state| state.last_position)
+        });
+        check_against_footer(segment, &outcome, &footer)?;
+        if self.writable {
+            // A hint: failing to store it only costs another rebuild.
+            let _ = storage::write_atomic(&*self.storage, &path, &index.encode());
+        }
+        self.rebuilt.lock().push(path);
+        Ok(index)
+    }
+}
+
+/// Writes a sealed segment's index beside it (best effort: it is a hint).
+pub(crate) fn store_index(storage: &dyn Storage, directory: &Path, index: &SegmentIndex) {
+    let path = directory.join(segment_index::file_name(index.first_position()));
+    let _ = storage::write_atomic(storage, &path, &index.encode());
+}
