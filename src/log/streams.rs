@@ -38,8 +38,14 @@ pub struct StreamIter<'a> {
     view: &'a LogView,
     stream: String,
     direction: Direction,
-    /// Forward reads: the segments still to visit, oldest first.
+    /// Forward reads: the segments still to visit, newest first (popped from
+    /// the end).
     forward_chunks: Vec<Chunk>,
+    /// Offsets of the current chunk's events from version `offsets_first_version`
+    /// on, copied once per chunk so that each event costs no index lookup.
+    offsets: Vec<u32>,
+    offsets_first_version: u64,
+    offsets_segment: Option<usize>,
     chunk: Option<Chunk>,
     /// Version of the next event to yield.
     version: u64,
@@ -101,6 +107,9 @@ impl LogView {
             stream: stream.to_owned(),
             direction,
             forward_chunks: Vec::new(),
+            offsets: Vec::new(),
+            offsets_first_version: 0,
+            offsets_segment: None,
             chunk: None,
             version: from,
             version_bound: to,
@@ -135,7 +144,6 @@ impl LogView {
                     iter.version = iter.version.max(oldest.first_version);
                 }
                 iter.chunk = chunks.pop();
-                chunks.reverse();
                 iter.forward_chunks = chunks;
             }
             Direction::Backward => {
@@ -242,6 +250,27 @@ impl<'a> StreamIter<'a> {
         self
     }
 
+    /// Copies the offsets of the current chunk that the read can still use.
+    fn load_offsets(&mut self, chunk: &Chunk) -> Result<()> {
+        let chunk_last = chunk.first_version + chunk.count as u64 - 1;
+        let (low, high) = match self.direction {
+            Direction::Forward => (self.version, self.version_bound.min(chunk_last)),
+            Direction::Backward => (self.version_bound.max(chunk.first_version), self.version),
+        };
+        let (start, end) = ((low - chunk.first_version) as usize, (high.max(low) - chunk.first_version) as usize + 1);
+        let stream = &self.stream;
+        self.offsets = self.view.with_index(chunk.segment_index, |index| {
+            index
+                .stream(stream)
+                .and_then(|postings| postings.offsets.get(start..end))
+                .map(<[u32]>::to_vec)
+                .unwrap_or_default()
+        })?;
+        self.offsets_first_version = low;
+        self.offsets_segment = Some(chunk.segment_index);
+        Ok(())
+    }
+
     fn step(&mut self) -> Result<Option<EventRef<'a>>> {
         loop {
             let Some(chunk) = self.chunk else { return Ok(None) };
@@ -249,13 +278,7 @@ impl<'a> StreamIter<'a> {
             let in_chunk = self.version >= chunk.first_version && self.version <= chunk_last;
             if !in_chunk {
                 self.chunk = match self.direction {
-                    Direction::Forward => {
-                        if self.forward_chunks.is_empty() {
-                            None
-                        } else {
-                            Some(self.forward_chunks.remove(0))
-                        }
-                    }
+                    Direction::Forward => self.forward_chunks.pop(),
                     Direction::Backward => self.view.previous_chunk(&self.stream, &chunk)?,
                 };
                 if let Some(next) = self.chunk {
@@ -274,7 +297,12 @@ impl<'a> StreamIter<'a> {
             if beyond_bound {
                 return Ok(None);
             }
-            let Some(offset) = self.view.posting(&chunk, &self.stream, self.version)? else { return Ok(None) };
+            if self.offsets_segment != Some(chunk.segment_index) {
+                self.load_offsets(&chunk)?;
+            }
+            let Some(&offset) = self.offsets.get((self.version - self.offsets_first_version) as usize) else {
+                return Ok(None);
+            };
             let event = self.view.decode_posting(chunk.segment_index, offset, &self.stream, self.version)?;
             if event.position > self.position_bound {
                 return Ok(None);
