@@ -13,6 +13,11 @@ use crate::error::{CorruptionKind, Error, Result};
 use crate::index::StreamState;
 use crate::record::{self, Decoded};
 
+/// How many events ahead a stream read prefetches.
+const PREFETCH_DISTANCE: usize = 16;
+/// How much of each record it prefetches (the header and a small payload).
+const PREFETCH_BYTES: usize = 256;
+
 /// Which way a stream read goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -268,6 +273,14 @@ impl<'a> StreamIter<'a> {
         })?;
         self.offsets_first_version = low;
         self.offsets_segment = Some(chunk.segment_index);
+        let segment = &self.view.segments()[chunk.segment_index].segment;
+        let first_reads: Vec<u32> = match self.direction {
+            Direction::Forward => self.offsets.iter().take(PREFETCH_DISTANCE).copied().collect(),
+            Direction::Backward => self.offsets.iter().rev().take(PREFETCH_DISTANCE).copied().collect(),
+        };
+        for offset in first_reads {
+            segment.prefetch(u64::from(offset), PREFETCH_BYTES);
+        }
         Ok(())
     }
 
@@ -300,9 +313,19 @@ impl<'a> StreamIter<'a> {
             if self.offsets_segment != Some(chunk.segment_index) {
                 self.load_offsets(&chunk)?;
             }
-            let Some(&offset) = self.offsets.get((self.version - self.offsets_first_version) as usize) else {
+            let at = (self.version - self.offsets_first_version) as usize;
+            let Some(&offset) = self.offsets.get(at) else {
                 return Ok(None);
             };
+            // The stream's next records are scattered over the segment: start
+            // loading them now so that their memory latencies overlap.
+            let ahead = match self.direction {
+                Direction::Forward => self.offsets.get(at + PREFETCH_DISTANCE),
+                Direction::Backward => at.checked_sub(PREFETCH_DISTANCE).and_then(|i| self.offsets.get(i)),
+            };
+            if let Some(&next) = ahead {
+                self.view.segments()[chunk.segment_index].segment.prefetch(u64::from(next), PREFETCH_BYTES);
+            }
             let event = self.view.decode_posting(chunk.segment_index, offset, &self.stream, self.version)?;
             if event.position > self.position_bound {
                 return Ok(None);

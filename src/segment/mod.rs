@@ -138,6 +138,11 @@ impl Segment {
         &self.map
     }
 
+    /// Hints that the bytes at `[offset, offset + length)` will be read soon.
+    pub fn prefetch(&self, offset: u64, length: usize) {
+        self.map.prefetch(offset as usize, length);
+    }
+
     /// The footer, `None` when the segment is not sealed.
     pub fn footer(&self) -> Result<Option<SegmentFooter>> {
         let start = self.data_limit() as usize;
