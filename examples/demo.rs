@@ -95,7 +95,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let as_of = view.position_at(middle_time)?;
     let seek_time = started.elapsed();
-    println!("as of {middle_time} ns the log ended at position {as_of:?} (found in {seek_time:.2?})");
+    println!(
+        "as of {middle_time} ns the log ended at position {as_of:?} (found in {seek_time:.2?}, loading that segment's index on first use)"
+    );
     let started = Instant::now();
     let mut balance = 0i64;
     let mut read = 0u64;
