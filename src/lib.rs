@@ -35,6 +35,7 @@
 pub mod error;
 pub mod index;
 pub mod log;
+mod naming;
 pub mod record;
 pub mod segment;
 pub mod storage;

@@ -523,16 +523,12 @@ impl SegmentIndex {
 
 /// The file name of the index of the segment starting at `first_position`.
 pub fn file_name(first_position: u64) -> String {
-    format!("{first_position:020}.{SEGMENT_INDEX_EXTENSION}")
+    crate::naming::numbered(first_position, SEGMENT_INDEX_EXTENSION)
 }
 
 /// The segment first position in an index file name, if `name` is one.
 pub fn parse_file_name(name: &str) -> Option<u64> {
-    let stem = name.strip_suffix(SEGMENT_INDEX_EXTENSION)?.strip_suffix('.')?;
-    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    stem.parse().ok()
+    crate::naming::parse_numbered(name, SEGMENT_INDEX_EXTENSION)
 }
 
 #[cfg(test)]

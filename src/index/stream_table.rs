@@ -239,16 +239,12 @@ fn encode_entries<'a>(
 /// The file name of the table written when the segment starting at
 /// `first_position` was sealed.
 pub fn file_name(first_position: u64) -> String {
-    format!("{first_position:020}.{STREAM_TABLE_EXTENSION}")
+    crate::naming::numbered(first_position, STREAM_TABLE_EXTENSION)
 }
 
 /// The segment first position in a table file name, if `name` is one.
 pub fn parse_file_name(name: &str) -> Option<u64> {
-    let stem = name.strip_suffix(STREAM_TABLE_EXTENSION)?.strip_suffix('.')?;
-    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    stem.parse().ok()
+    crate::naming::parse_numbered(name, STREAM_TABLE_EXTENSION)
 }
 
 #[cfg(test)]

@@ -67,7 +67,6 @@ pub struct Log {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     directory: PathBuf,
     options: LogOptions,
@@ -80,6 +79,22 @@ struct Inner {
     synced: Condvar,
     poisoned: Mutex<Option<String>>,
     report: RecoveryReport,
+}
+
+impl std::fmt::Debug for Inner {
+    /// A summary: the whole state (maps, indexes) would bury a failing
+    /// assertion's message.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let published = self.published.read();
+        f.debug_struct("Log")
+            .field("directory", &self.directory)
+            .field("writable", &self.writable)
+            .field("first_position", &published.first_position)
+            .field("next_position", &published.next_position)
+            .field("segments", &published.segments.len())
+            .field("failure", &*self.poisoned.lock())
+            .finish()
+    }
 }
 
 /// Group commit bookkeeping.

@@ -22,16 +22,12 @@ pub const SEGMENT_EXTENSION: &str = "seg";
 
 /// The file name of the segment whose first record is `first_position`.
 pub fn file_name(first_position: u64) -> String {
-    format!("{first_position:020}.{SEGMENT_EXTENSION}")
+    crate::naming::numbered(first_position, SEGMENT_EXTENSION)
 }
 
 /// The first position encoded in a segment file name, if `name` is one.
 pub fn parse_file_name(name: &str) -> Option<u64> {
-    let stem = name.strip_suffix(SEGMENT_EXTENSION)?.strip_suffix('.')?;
-    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    stem.parse().ok()
+    crate::naming::parse_numbered(name, SEGMENT_EXTENSION)
 }
 
 /// One open segment file and its map.
