@@ -140,6 +140,17 @@ proptest! {
         damage_indexes(directory.path(), damage);
         let log = Log::open(directory.path(), options(interval)).unwrap();
         check_against_model(&log.view(), &model, &probes);
+        // Reading used the damaged sealed-segment indexes: each was rebuilt.
+        let sealed_segments = std::fs::read_dir(directory.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg"))
+            .count()
+            .saturating_sub(1);
+        if sealed_segments > 0 {
+            // Reading from position 0 uses the first segment's (damaged) index.
+            prop_assert!(log.view().iter_from(0).next().is_some());
+            prop_assert!(!log.rebuilt_indexes().is_empty(), "damaged segment indexes must be rebuilt");
+        }
         // A reader in another handle sees the same.
         let reader = Log::open_read_only(directory.path(), options(interval)).unwrap();
         check_against_model(&reader.view(), &model, &probes);

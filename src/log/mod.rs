@@ -236,6 +236,13 @@ impl Log {
         &self.inner.report
     }
 
+    /// Segment index files found missing or damaged, and rebuilt from their
+    /// segments, since open (indexes of sealed segments are loaded on first
+    /// use, so this grows as the log is read).
+    pub fn rebuilt_indexes(&self) -> Vec<PathBuf> {
+        self.inner.published.read().context.rebuilt.lock().clone()
+    }
+
     /// The log's directory.
     pub fn directory(&self) -> &Path {
         &self.inner.directory
