@@ -203,3 +203,72 @@ fn a_truncate_that_cannot_find_its_cut_removes_nothing() {
     let log = Log::open(directory.path(), options.recovery_mode(chronolog::RecoveryMode::Salvage)).unwrap();
     assert_eq!(log.next_position(), 0);
 }
+
+fn index_files(directory: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(directory)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "idx"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn an_old_view_never_writes_back_an_index_for_changed_segments() {
+    let directory = tempfile::tempdir().unwrap();
+    let options = LogOptions::default().durability(Durability::None).segment_capacity_bytes(4096);
+    let log = Log::open(directory.path(), options.clone()).unwrap();
+    append_numbered(&log, 300);
+    drop(log);
+    for path in index_files(directory.path()) {
+        std::fs::remove_file(path).unwrap();
+    }
+    let log = Log::open(directory.path(), options).unwrap();
+    // A view from before the cut; the cut lands in the second segment.
+    let view = log.view();
+    let second = common::segment_files(directory.path())[1].clone();
+    let second_first = chronolog::segment::parse_file_name(second.file_name().unwrap().to_str().unwrap()).unwrap();
+    log.truncate_after(second_first + 2).unwrap();
+    // Reading through the old view rebuilds the old segment's index...
+    assert!(view.get(second_first).unwrap().is_some());
+    // ...but must not store it beside the now different (active) segment.
+    assert!(!directory.path().join(format!("{second_first:020}.idx")).exists());
+    // The same after a purge: no index appears for a purged segment.
+    let view = log.view();
+    log.purge_before(second_first).unwrap();
+    assert!(view.get(0).unwrap().is_some());
+    assert!(!directory.path().join(format!("{:020}.idx", 0)).exists());
+}
+
+#[test]
+fn time_queries_on_an_older_view_ignore_later_index_entries() {
+    let directory = tempfile::tempdir().unwrap();
+    let options = LogOptions::default().durability(Durability::None).index_interval_bytes(1);
+    let log = Log::open(directory.path(), options).unwrap();
+    for time in 0..10u64 {
+        log.append(&NewEvent::new("s", "T", b"x").with_timestamp_ns(100 + time)).unwrap();
+    }
+    let view = log.view();
+    for time in 10..20u64 {
+        log.append(&NewEvent::new("s", "T", b"x").with_timestamp_ns(100 + time)).unwrap();
+    }
+    assert_eq!(view.position_at(u64::MAX).unwrap(), Some(9));
+    assert_eq!(view.iter_as_of(150).unwrap().count(), 10);
+    assert_eq!(view.read_stream_as_of("s", 150).unwrap().count(), 10);
+}
+
+#[test]
+fn a_failed_write_leaves_no_index_entry_behind() {
+    let directory = tempfile::tempdir().unwrap();
+    let storage = FaultyStorage::new();
+    let plan = storage.plan();
+    let options = LogOptions::default().durability(Durability::None).storage(Arc::new(storage));
+    let log = Log::open(directory.path(), options).unwrap();
+    append_numbered(&log, 5);
+    plan.fail_write_after(0, false);
+    assert!(log.append(&NewEvent::new("s", "T", b"lost")).is_err());
+    let state = log.stream_state("s").unwrap();
+    assert_eq!((state.last_version, state.last_position), (4, 4));
+    assert_eq!(log.view().stream_state("s").unwrap().map(|s| s.last_version), Some(4));
+}

@@ -321,7 +321,17 @@ impl SegmentIndex {
 
     /// The last sparse entry whose timestamp is at or before `timestamp_ns`.
     pub fn seek_timestamp(&self, timestamp_ns: u64) -> Option<IndexEntry> {
-        let index = self.entries.partition_point(|entry| entry.timestamp_ns <= timestamp_ns);
+        self.seek_timestamp_before(timestamp_ns, u64::MAX)
+    }
+
+    /// [`SegmentIndex::seek_timestamp`] among the entries of records that start
+    /// before `data_end` (a reader's view of a segment still being written:
+    /// the index may already hold later records). Offsets and timestamps both
+    /// grow along the entries, so the two conditions make one binary search.
+    pub fn seek_timestamp_before(&self, timestamp_ns: u64, data_end: u64) -> Option<IndexEntry> {
+        let index = self
+            .entries
+            .partition_point(|entry| entry.timestamp_ns <= timestamp_ns && u64::from(entry.offset) < data_end);
         index.checked_sub(1).map(|i| self.entries[i])
     }
 
@@ -484,7 +494,11 @@ impl SegmentIndex {
             let last_position = LittleEndian::read_u64(&bytes[name_end + 16..]);
             let count = LittleEndian::read_u32(&bytes[name_end + 24..]) as usize;
             let start = LittleEndian::read_u32(&bytes[name_end + 28..]) as usize;
-            if count == 0 || start != next_posting || start + count > posting_count {
+            if count == 0
+                || start != next_posting
+                || start + count > posting_count
+                || first_version.checked_add(count as u64).is_none()
+            {
                 return Err(invalid(stream_at, "stream postings"));
             }
             if previous_position != NO_PREVIOUS && previous_position >= first_position {

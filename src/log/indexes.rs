@@ -23,6 +23,10 @@ pub(crate) struct BuiltIndex {
     loaded: AtomicBool,
     index: RwLock<SegmentIndex>,
     pending: Mutex<Option<PendingIndex>>,
+    /// Set when a pending index failed its checks and the scan that replaced
+    /// it stopped before the data end the clean close recorded: the segment
+    /// is damaged there, and the index is incomplete.
+    damage: Mutex<Option<(PathBuf, u64, CorruptionKind)>>,
 }
 
 /// An index file whose header was checked at open but not parsed yet, with what is
@@ -38,7 +42,12 @@ pub(crate) struct PendingIndex {
 
 impl BuiltIndex {
     pub fn new(index: SegmentIndex) -> BuiltIndex {
-        BuiltIndex { loaded: AtomicBool::new(true), index: RwLock::new(index), pending: Mutex::new(None) }
+        BuiltIndex {
+            loaded: AtomicBool::new(true),
+            index: RwLock::new(index),
+            pending: Mutex::new(None),
+            damage: Mutex::new(None),
+        }
     }
 
     pub fn pending(pending: PendingIndex) -> BuiltIndex {
@@ -47,6 +56,7 @@ impl BuiltIndex {
             loaded: AtomicBool::new(false),
             index: RwLock::new(placeholder),
             pending: Mutex::new(Some(pending)),
+            damage: Mutex::new(None),
         }
     }
 
@@ -60,6 +70,12 @@ impl BuiltIndex {
         self.index.write()
     }
 
+    /// The damage found while loading, as an error (see `damage`).
+    pub fn damage(&self) -> Option<Error> {
+        self.load();
+        self.damage.lock().as_ref().map(|(path, offset, kind)| Error::corrupted(path, *offset, kind.clone()))
+    }
+
     fn load(&self) {
         if self.loaded.load(Ordering::Acquire) {
             return;
@@ -67,15 +83,26 @@ impl BuiltIndex {
         let mut pending = self.pending.lock();
         if let Some(pending) = pending.take() {
             let first = pending.segment.first_position();
-            let index = SegmentIndex::decode(&pending.bytes, first, pending.data_end).unwrap_or_else(|_| {
-                // Damaged after its header was checked at open: the segment is
-                // the truth.
-                let table = &pending.sealed_streams;
-                scan_into_index(&pending.segment, pending.data_end, 0, pending.interval_bytes, |stream| {
-                    table.get(stream).map(|state| state.last_position)
-                })
-                .1
-            });
+            let index = match SegmentIndex::decode(&pending.bytes, first, pending.data_end) {
+                Ok(index) => index,
+                Err(_) => {
+                    // Damaged after its header was checked at open: the
+                    // segment is the truth, up to the end the close recorded.
+                    let table = &pending.sealed_streams;
+                    let (outcome, index) =
+                        scan_into_index(&pending.segment, pending.data_end, 0, pending.interval_bytes, |stream| {
+                            table.get(stream).map(|state| state.last_position)
+                        });
+                    if outcome.valid_end != pending.data_end {
+                        let kind = match outcome.end {
+                            crate::segment::ScanEnd::Invalid { kind, .. } => kind,
+                            _ => CorruptionKind::IncompleteBatch,
+                        };
+                        *self.damage.lock() = Some((pending.segment.path().to_path_buf(), outcome.valid_end, kind));
+                    }
+                    index
+                }
+            };
             *self.index.write() = index;
         }
         self.loaded.store(true, Ordering::Release);
@@ -104,8 +131,14 @@ pub(crate) struct IndexContext {
     pub directory: PathBuf,
     pub writable: bool,
     pub interval_bytes: u32,
-    /// Index files found missing or damaged and rebuilt since open.
-    pub rebuilt: Mutex<Vec<PathBuf>>,
+    /// Index files found missing or damaged and rebuilt since open (shared by
+    /// every context of one log, across truncations).
+    pub rebuilt: Arc<Mutex<Vec<PathBuf>>>,
+    /// Bumped by truncate and purge (while held) before they change any file:
+    /// a view taken before may still rebuild an index from the segments it
+    /// maps, but must not write it back, or the file would describe bytes
+    /// that are gone. Shared by every context of one log.
+    pub generation: Arc<Mutex<u64>>,
 }
 
 /// Scans a segment's records up to `limit`, building its index. The stream
@@ -137,16 +170,20 @@ impl IndexContext {
         &self,
         segments: &[SegmentEntry],
         position_in_list: usize,
+        generation: u64,
         read: impl FnOnce(&SegmentIndex) -> R,
     ) -> Result<R> {
         let entry = &segments[position_in_list];
         match &entry.index {
-            IndexHandle::Built(index) => Ok(read(&index.read())),
+            IndexHandle::Built(index) => match index.damage() {
+                Some(error) => Err(error),
+                None => Ok(read(&index.read())),
+            },
             IndexHandle::Lazy(cell) => {
                 if let Some(index) = cell.get() {
                     return Ok(read(index));
                 }
-                let index = Arc::new(self.load(segments, position_in_list)?);
+                let index = Arc::new(self.load(segments, position_in_list, generation)?);
                 // Another reader may have loaded it meanwhile; either copy is right.
                 let _ = cell.set(Arc::clone(&index));
                 Ok(read(&index))
@@ -154,7 +191,7 @@ impl IndexContext {
         }
     }
 
-    fn load(&self, segments: &[SegmentEntry], position_in_list: usize) -> Result<SegmentIndex> {
+    fn load(&self, segments: &[SegmentEntry], position_in_list: usize, generation: u64) -> Result<SegmentIndex> {
         let entry = &segments[position_in_list];
         let segment = &entry.segment;
         let first = segment.first_position();
@@ -181,8 +218,11 @@ impl IndexContext {
         });
         check_against_footer(segment, &outcome, &footer)?;
         if self.writable {
-            // A hint: failing to store it only costs another rebuild.
-            let _ = storage::write_atomic(&*self.storage, &path, &index.encode());
+            let current = self.generation.lock();
+            if *current == generation {
+                // A hint: failing to store it only costs another rebuild.
+                let _ = storage::write_atomic(&*self.storage, &path, &index.encode());
+            }
         }
         self.rebuilt.lock().push(path);
         Ok(index)

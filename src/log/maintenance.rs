@@ -1,5 +1,7 @@
 //! Operations on the log as a whole: truncate, purge, verify, refresh.
 
+use std::sync::Arc;
+
 use super::open::{self, check_against_footer, list_stream_tables};
 use super::{truncation, Inner, LogView};
 use crate::error::{CorruptionKind, Error, Result};
@@ -43,6 +45,7 @@ impl Inner {
         if position + 1 == next {
             return Ok(());
         }
+        *state.context.generation.lock() += 1;
         // From the moment the marker may exist, any failure poisons the log:
         // the next open finishes the cut, so nothing may be appended meanwhile.
         let result = truncation::write_marker(storage, &self.directory, position)
@@ -57,7 +60,9 @@ impl Inner {
                 return Err(error);
             }
         };
+        let previous = Arc::clone(&state.context);
         *state = loaded.state;
+        state.carry_over_index_context(&previous);
         *self.published.write() = state.published();
         // Everything kept is durable: sealed segments were synced when sealed
         // and a cut segment is rewritten and synced. A sync running now was for
@@ -83,6 +88,7 @@ impl Inner {
         if purgeable == 0 {
             return Ok(0);
         }
+        *state.context.generation.lock() += 1;
         // Two stream tables must survive the purge (and are stored now, since
         // the write of either may have failed when its segment was sealed): the
         // newest, which opening reads, and the one covering everything before
@@ -135,7 +141,9 @@ impl Inner {
         }
         let loaded = open::load(&self.directory, &self.options, false)?;
         let mut state = self.state.lock();
+        let previous = Arc::clone(&state.context);
         *state = loaded.state;
+        state.carry_over_index_context(&previous);
         *self.published.write() = state.published();
         Ok(())
     }

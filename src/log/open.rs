@@ -114,6 +114,7 @@ pub(crate) fn load(directory: &Path, options: &LogOptions, writable: bool) -> Re
         writable,
         interval_bytes: options.index_interval_bytes,
         rebuilt: Default::default(),
+        generation: Default::default(),
     });
 
     let mut state = State {
@@ -244,7 +245,7 @@ fn clean_shutdown_checkpoint(storage: &dyn Storage, directory: &Path, segment: &
         return None;
     }
     let length = record::preceding_length(map, data_end as usize)?;
-    let start = data_end as usize - length;
+    let start = (data_end as usize).checked_sub(length)?;
     let Ok(Decoded::Record(last)) = record::decode(map.get(start..data_end as usize)?) else { return None };
     if last.header.flags & record::FLAG_BATCH_END == 0 || last.header.position < segment.first_position() {
         return None;

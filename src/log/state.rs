@@ -62,6 +62,20 @@ impl State {
         active.or_else(|| self.sealed_streams.get(stream))
     }
 
+    /// Keeps the index bookkeeping shared by every state of one log (the
+    /// generation, the rebuilt list) when a truncate or refresh loads a new one.
+    pub fn carry_over_index_context(&mut self, previous: &IndexContext) {
+        let context = IndexContext {
+            storage: Arc::clone(&self.context.storage),
+            directory: self.context.directory.clone(),
+            writable: self.context.writable,
+            interval_bytes: self.context.interval_bytes,
+            rebuilt: Arc::clone(&previous.rebuilt),
+            generation: Arc::clone(&previous.generation),
+        };
+        self.context = Arc::new(context);
+    }
+
     pub fn published(&self) -> Published {
         Published {
             segments: Arc::new(self.segments.clone()),
@@ -70,6 +84,7 @@ impl State {
             active_data_end: self.data_end,
             last_timestamp_ns: self.last_timestamp_ns,
             sealed_streams: Arc::clone(&self.sealed_streams),
+            generation: *self.context.generation.lock(),
             context: Arc::clone(&self.context),
         }
     }
@@ -84,6 +99,9 @@ pub(crate) struct Published {
     pub active_data_end: u64,
     pub last_timestamp_ns: u64,
     pub sealed_streams: Arc<StreamTable>,
+    /// The index generation when this was published (see
+    /// `IndexContext::generation`).
+    pub generation: u64,
     pub context: Arc<IndexContext>,
 }
 

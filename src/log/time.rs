@@ -40,7 +40,8 @@ impl LogView {
         let count = first_timestamps.partition_point(|first| first.is_some_and(|t| t <= timestamp_ns));
         let Some(segment_index) = count.checked_sub(1) else { return Ok(None) };
         let first = segments[segment_index].segment.first_position();
-        let start = self.with_index(segment_index, |index| index.seek_timestamp(timestamp_ns))?;
+        let view_end = self.data_end(segment_index);
+        let start = self.with_index(segment_index, |index| index.seek_timestamp_before(timestamp_ns, view_end))?;
         let (mut offset, mut position) = start
             .map_or((crate::segment::HEADER_SIZE as u64, first), |entry| (u64::from(entry.offset), entry.position));
         let end = self.data_end(segment_index);

@@ -136,7 +136,7 @@ impl LogView {
     /// Runs `read` on the index of a segment of this view (loading it on first
     /// use for a sealed segment).
     pub(super) fn with_index<R>(&self, segment_index: usize, read: impl FnOnce(&SegmentIndex) -> R) -> Result<R> {
-        self.published.context.with_index(self.segments(), segment_index, read)
+        self.published.context.with_index(self.segments(), segment_index, self.published.generation, read)
     }
 
     /// Every event, newest first.

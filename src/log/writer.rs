@@ -38,6 +38,12 @@ impl Inner {
 
         let mut state = self.state.lock();
         self.check_poisoned()?;
+        if let Some(error) = state.active_index.damage() {
+            // The active segment's index could not be loaded whole: versions
+            // taken from it could repeat. Stop writing; reopening scans.
+            self.poison(&error);
+            return Err(error);
+        }
         if state.checkpoint.is_some() {
             self.remove_checkpoint(&mut state)?;
         }
@@ -126,6 +132,9 @@ impl Inner {
         let written = segment.write_at(&buffer, offset);
         state.buffer = buffer;
         if let Err(error) = written {
+            // Nothing of the batch counts: take its postings back too, so that
+            // no lookup ever points at bytes that were not written.
+            active_index.write().undo(mark, &undo);
             // Part of the batch may be in the file past the published end; the
             // state of the page cache is unknown, so stop writing until reopen,
             // which cuts whatever is there.
@@ -223,8 +232,16 @@ impl Inner {
             let _ = storage::write_atomic(storage, &table_path, &table_bytes);
             store_index(storage, &self.directory, &index);
             drop(index);
-            let table = StreamTable::decode(table_bytes)
-                .map_err(|(offset, kind)| Error::corrupted(&table_path, offset, kind))?;
+            let table = match StreamTable::decode(table_bytes) {
+                Ok(table) => table,
+                Err((offset, kind)) => {
+                    // The segment is sealed on disk: memory must not go on as if
+                    // it were not.
+                    let error = Error::corrupted(&table_path, offset, kind);
+                    self.poison(&error);
+                    return Err(error);
+                }
+            };
             state.sealed_streams = Arc::new(table);
             state.active_index =
                 Arc::new(BuiltIndex::new(SegmentIndex::new(state.next_position, self.options.index_interval_bytes)));
