@@ -59,7 +59,6 @@ pub struct StreamIter<'a> {
     /// Events after this position are not yielded (as-of reads).
     position_bound: u64,
     done: bool,
-    error: Option<Error>,
 }
 
 impl LogView {
@@ -120,7 +119,6 @@ impl LogView {
             version_bound: to,
             position_bound: u64::MAX,
             done: false,
-            error: None,
         };
         let Some(newest) = self.newest_chunk(stream)? else {
             iter.done = true;
@@ -346,9 +344,6 @@ impl<'a> Iterator for StreamIter<'a> {
     type Item = Result<EventRef<'a>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some(error) = self.error.take() {
-            return Some(Err(error));
-        }
         if self.done {
             return None;
         }

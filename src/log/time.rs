@@ -33,11 +33,17 @@ impl LogView {
             return Ok(None);
         }
         let segments = self.segments();
-        let mut first_timestamps = Vec::with_capacity(segments.len());
-        for index in 0..segments.len() {
-            first_timestamps.push(self.first_timestamp(index)?);
-        }
-        let count = first_timestamps.partition_point(|first| first.is_some_and(|t| t <= timestamp_ns));
+        // Sealed segments know their first timestamp (footer); only the last
+        // segment may need its first record read.
+        let last = segments.len() - 1;
+        let last_first_timestamp = self.first_timestamp(last)?;
+        let count = segments.partition_point(|entry| {
+            let first = match entry.footer {
+                Some(footer) => Some(footer.min_timestamp_ns),
+                None => last_first_timestamp,
+            };
+            first.is_some_and(|t| t <= timestamp_ns)
+        });
         let Some(segment_index) = count.checked_sub(1) else { return Ok(None) };
         let first = segments[segment_index].segment.first_position();
         let view_end = self.data_end(segment_index);
