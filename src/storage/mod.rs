@@ -3,11 +3,13 @@
 //! Every byte the engine writes, every sync, every rename and every memory map
 //! goes through [`Storage`] and [`StorageFile`]. The real implementation is
 //! [`StdStorage`]; [`FaultyStorage`] wraps it to inject the failures a storage
-//! engine must survive (EIO on the Nth write or sync, a full disk), so the same
-//! tests run against both.
+//! engine must survive (EIO on the Nth write or sync, a torn write, a full
+//! disk), and [`PowerLossStorage`] to lose power at a chosen sync and keep
+//! only what was made durable, so the same tests run against all three.
 
 mod faulty;
 mod mapping;
+mod power_loss;
 mod std_fs;
 
 use std::fmt;
@@ -17,6 +19,7 @@ use std::sync::Arc;
 
 pub use faulty::{FaultPlan, FaultyStorage};
 pub use mapping::Mapping;
+pub use power_loss::PowerLossStorage;
 pub use std_fs::StdStorage;
 
 /// How a file is opened.
