@@ -52,7 +52,9 @@ fn sqlite_append(connection: &mut Connection, names: &[String], from: u64, to: u
                 .expect("prepare");
             for p in position..(position + batch).min(to) {
                 let stream = &names[(p % STREAMS) as usize];
-                insert.execute(params![p as i64, p as i64, stream, (p / STREAMS) as i64, "Deposited", &payload[..]]).expect("insert");
+                insert
+                    .execute(params![p as i64, p as i64, stream, (p / STREAMS) as i64, "Deposited", &payload[..]])
+                    .expect("insert");
             }
         }
         transaction.commit().expect("commit");
@@ -83,7 +85,8 @@ fn appends(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iterations {
                 let directory = tempfile::tempdir().expect("tempdir");
-                let log = Log::open(directory.path(), LogOptions::default().durability(Durability::None)).expect("open");
+                let log =
+                    Log::open(directory.path(), LogOptions::default().durability(Durability::None)).expect("open");
                 let started = Instant::now();
                 chronolog_append(&log, &names, 0, EVENTS, BULK_BATCH);
                 log.sync().expect("sync");
@@ -116,7 +119,8 @@ fn appends(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iterations {
                 let directory = tempfile::tempdir().expect("tempdir");
-                let log = Log::open(directory.path(), LogOptions::default().durability(Durability::Sync)).expect("open");
+                let log =
+                    Log::open(directory.path(), LogOptions::default().durability(Durability::Sync)).expect("open");
                 let started = Instant::now();
                 chronolog_append(&log, &names, 0, DURABLE_BATCH * DURABLE_BATCHES, DURABLE_BATCH);
                 total += started.elapsed();
@@ -174,7 +178,9 @@ fn reads(c: &mut Criterion) {
     group.bench_function("sqlite", |b| {
         b.iter(|| {
             let mut statement = connection
-                .prepare_cached("SELECT position, timestamp, stream, version, type, payload FROM events ORDER BY position")
+                .prepare_cached(
+                    "SELECT position, timestamp, stream, version, type, payload FROM events ORDER BY position",
+                )
                 .expect("prepare");
             let mut rows = statement.query([]).expect("query");
             let (mut bytes, mut count) = (0usize, 0u64);
@@ -230,7 +236,8 @@ fn reads(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("sqlite", EVENTS), |b| {
         b.iter(|| {
             let connection = Connection::open(&sqlite_path).expect("open");
-            let last: i64 = connection.query_row("SELECT max(position) FROM events", [], |row| row.get(0)).expect("max");
+            let last: i64 =
+                connection.query_row("SELECT max(position) FROM events", [], |row| row.get(0)).expect("max");
             black_box(last)
         })
     });
