@@ -1,5 +1,5 @@
-//! Criterion benchmarks of the core log: record encode/decode, append per
-//! durability level and batch size, full replay with CRC checks, and open.
+//! Criterion benchmarks of the core log: CRC32, record encode/decode, append
+//! per durability level and batch size, full replay with CRC checks, and open.
 //!
 //! ```text
 //! cargo bench --bench log
@@ -18,6 +18,18 @@ const STREAMS: usize = 1_000;
 
 fn stream_names() -> Vec<String> {
     (0..STREAMS).map(|i| format!("account-{i}")).collect()
+}
+
+fn crc(c: &mut Criterion) {
+    let mut group = c.benchmark_group("crc32");
+    for bytes in [64usize, 256, 4096] {
+        let data = vec![0xa5u8; bytes];
+        group.throughput(Throughput::Bytes(bytes as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(bytes), &data, |b, data| {
+            b.iter(|| crc32fast::hash(black_box(data)))
+        });
+    }
+    group.finish();
 }
 
 fn record_codec(c: &mut Criterion) {
@@ -132,5 +144,5 @@ fn replay_and_open(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, record_codec, append, replay_and_open);
+criterion_group!(benches, crc, record_codec, append, replay_and_open);
 criterion_main!(benches);

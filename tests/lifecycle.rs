@@ -360,3 +360,37 @@ fn a_clean_close_makes_the_next_open_scan_nothing_and_stays_safe() {
     assert!(!log.recovery_report().active_segment_scanned);
     assert_deterministic(&log, 105);
 }
+
+#[test]
+fn a_full_disk_at_a_segment_roll_loses_only_hints() {
+    // With no space left, sealing a segment still works (its footer goes into
+    // space allocated long ago), the stream table and segment index writes
+    // fail (they are hints), and creating the next segment fails the append.
+    let directory = tempfile::tempdir().unwrap();
+    let storage = FaultyStorage::new();
+    let plan = storage.plan();
+    let options = small_options().storage(Arc::new(storage));
+    let log = Log::open(directory.path(), options.clone()).unwrap();
+    append_range(&log, 0, 5, 1);
+    plan.limit_space(0);
+    let mut position = 5;
+    let error = loop {
+        let stream = stream_of(position);
+        let payload = payload_of(position);
+        match log.append(&NewEvent::new(&stream, "Happened", &payload)) {
+            Ok(_) => position += 1,
+            Err(error) => break error,
+        }
+    };
+    assert!(matches!(error, Error::StorageFull { .. }), "{error}");
+    assert!(!directory.path().join(format!("{:020}.streams", 0)).exists(), "the table write hit the full disk");
+    assert!(!directory.path().join(format!("{:020}.idx", 0)).exists(), "the index write hit the full disk");
+    assert_deterministic(&log, position);
+    plan.heal();
+    append_range(&log, position, position + 20, 4);
+    assert_deterministic(&log, position + 20);
+    drop(log);
+    let log = Log::open(directory.path(), options).unwrap();
+    assert_deterministic(&log, position + 20);
+    assert!(log.verify().unwrap().is_clean());
+}

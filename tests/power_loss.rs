@@ -1,5 +1,6 @@
 //! Checks durability against simulated power loss (`PowerLossStorage`): the
-//! power goes at every sync point of a small workload in turn (exhaustively),
+//! power goes at every sync point, and at every write, of a small workload in
+//! turn (exhaustively),
 //! and at random sync points of a larger one (seeded; a failing seed is
 //! printed). After the restart only what was synced is on disk, and the log
 //! must hold every event acknowledged with `Durability::Sync`, be a gap-free
@@ -42,14 +43,30 @@ fn run_until_failure(log: &Log, events: u64) -> u64 {
     position
 }
 
-/// Runs the workload with the power lost after `syncs` syncs (never, for
-/// `None`), restarts, and checks the log. Returns the syncs the run made.
-fn crash_and_check(events: u64, syncs: Option<u64>, label: &str) -> u64 {
+/// Where the power goes.
+#[derive(Clone, Copy)]
+enum Cut {
+    Never,
+    AfterSyncs(u64),
+    AfterWrites(u64),
+}
+
+/// Runs the workload with the power lost at `cut`, restarts, and checks the
+/// log. Returns the syncs and writes the run made.
+fn crash_and_check(events: u64, cut: Cut, label: &str) -> (u64, u64) {
     let directory = tempfile::tempdir().unwrap();
     let storage = PowerLossStorage::new();
-    if let Some(syncs) = syncs {
-        storage.lose_power_after_syncs(syncs);
-    }
+    let syncs = match cut {
+        Cut::Never => None,
+        Cut::AfterSyncs(count) => {
+            storage.lose_power_after_syncs(count);
+            Some(count)
+        }
+        Cut::AfterWrites(count) => {
+            storage.lose_power_after_writes(count);
+            Some(count)
+        }
+    };
     let mut acknowledged = 0;
     if let Ok(log) = Log::open(directory.path(), options(&storage)) {
         acknowledged = run_until_failure(&log, events);
@@ -59,7 +76,7 @@ fn crash_and_check(events: u64, syncs: Option<u64>, label: &str) -> u64 {
         // Dropped with the power out: the clean close cannot write anything.
         drop(log);
     }
-    let used = storage.syncs();
+    let used = (storage.syncs(), storage.writes());
     storage.restart().unwrap();
     let log = match Log::open(directory.path(), options(&storage)) {
         Ok(log) => log,
@@ -82,10 +99,20 @@ fn crash_and_check(events: u64, syncs: Option<u64>, label: &str) -> u64 {
 #[test]
 fn power_loss_at_every_sync_point_of_a_small_workload() {
     const EVENTS: u64 = 60;
-    let total = crash_and_check(EVENTS, None, "no power loss");
+    let (total, _) = crash_and_check(EVENTS, Cut::Never, "no power loss");
     assert!(total > 30, "the workload makes {total} syncs");
     for syncs in 0..total {
-        crash_and_check(EVENTS, Some(syncs), &format!("power lost after {syncs} of {total} syncs"));
+        crash_and_check(EVENTS, Cut::AfterSyncs(syncs), &format!("power lost after {syncs} of {total} syncs"));
+    }
+}
+
+#[test]
+fn power_loss_at_every_write_of_a_small_workload() {
+    const EVENTS: u64 = 60;
+    let (_, total) = crash_and_check(EVENTS, Cut::Never, "no power loss");
+    assert!(total > 30, "the workload makes {total} writes");
+    for writes in 0..total {
+        crash_and_check(EVENTS, Cut::AfterWrites(writes), &format!("power lost after {writes} of {total} writes"));
     }
 }
 
@@ -96,13 +123,17 @@ fn power_loss_at_random_sync_points_of_a_larger_workload() {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
     });
     eprintln!("power loss seed: CHRONOLOG_POWER_SEED={seed}");
-    let total = crash_and_check(EVENTS, None, "no power loss");
+    let (total, _) = crash_and_check(EVENTS, Cut::Never, "no power loss");
     let mut state = seed | 1;
     for round in 0..20 {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
         let syncs = state % total;
-        crash_and_check(EVENTS, Some(syncs), &format!("seed {seed} round {round}: power lost after {syncs} syncs"));
+        crash_and_check(
+            EVENTS,
+            Cut::AfterSyncs(syncs),
+            &format!("seed {seed} round {round}: power lost after {syncs} syncs"),
+        );
     }
 }

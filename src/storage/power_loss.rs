@@ -24,14 +24,18 @@ struct Shadow {
     next_identity: u64,
     /// Syncs (file or directory) still allowed before the power goes.
     syncs_before_loss: Option<u64>,
+    /// Writes (and allocations) still allowed before the power goes.
+    writes_before_loss: Option<u64>,
     /// The power is out: every change fails with EIO until `restart`.
     dead: bool,
     syncs: u64,
+    writes: u64,
 }
 
 /// A [`Storage`] over real files that simulates power loss: after
-/// [`PowerLossStorage::lose_power_after_syncs`] syncs the power goes (that sync
-/// and every later change fail with EIO), and [`PowerLossStorage::restart`]
+/// [`PowerLossStorage::lose_power_after_syncs`] syncs (or
+/// [`PowerLossStorage::lose_power_after_writes`] writes) the power goes (that
+/// operation and every later change fail with EIO), and [`PowerLossStorage::restart`]
 /// rewrites the directory as a disk would hold it: only files whose directory
 /// entry was synced, each with the content of its last sync. Every byte not
 /// yet synced, every rename or new file not yet made durable by a directory
@@ -50,6 +54,17 @@ impl PowerLossStorage {
     /// Lets `count` syncs through; the next one fails and the power is out.
     pub fn lose_power_after_syncs(&self, count: u64) {
         self.shadow.lock().syncs_before_loss = Some(count);
+    }
+
+    /// Lets `count` writes (or allocations) through; the next one fails and the
+    /// power is out.
+    pub fn lose_power_after_writes(&self, count: u64) {
+        self.shadow.lock().writes_before_loss = Some(count);
+    }
+
+    /// Writes and allocations seen so far.
+    pub fn writes(&self) -> u64 {
+        self.shadow.lock().writes
     }
 
     /// Cuts the power now.
@@ -96,6 +111,7 @@ impl PowerLossStorage {
         shadow.current_entries = shadow.durable_entries.clone();
         shadow.dead = false;
         shadow.syncs_before_loss = None;
+        shadow.writes_before_loss = None;
         Ok(())
     }
 
@@ -104,6 +120,26 @@ impl PowerLossStorage {
             return Err(power_is_out());
         }
         Ok(())
+    }
+
+    /// Counts a write; fails it (and cuts the power) when the countdown ends.
+    fn write_point(&self) -> io::Result<()> {
+        let mut shadow = self.shadow.lock();
+        if shadow.dead {
+            return Err(power_is_out());
+        }
+        shadow.writes += 1;
+        match shadow.writes_before_loss {
+            Some(0) => {
+                shadow.dead = true;
+                Err(power_is_out())
+            }
+            Some(left) => {
+                shadow.writes_before_loss = Some(left - 1);
+                Ok(())
+            }
+            None => Ok(()),
+        }
     }
 
     /// Counts a sync; fails it (and cuts the power) when the countdown ends.
@@ -217,12 +253,12 @@ impl StorageFile for PowerLossFile {
     }
 
     fn write_all_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
-        self.storage.check_alive()?;
+        self.storage.write_point()?;
         self.inner.write_all_at(bytes, offset)
     }
 
     fn allocate(&self, length: u64) -> io::Result<()> {
-        self.storage.check_alive()?;
+        self.storage.write_point()?;
         self.inner.allocate(length)
     }
 
