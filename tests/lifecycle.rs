@@ -142,6 +142,19 @@ fn purge_before_deletes_old_segments_and_keeps_versions() {
     assert_deterministic(&log, 330);
 }
 
+/// Appends the deterministic events from `position` one by one until an
+/// append fails; returns the next position and the error.
+fn append_until_error(log: &Log, mut position: u64) -> (u64, Error) {
+    loop {
+        let stream = stream_of(position);
+        let payload = payload_of(position);
+        match log.append(&NewEvent::new(&stream, "Happened", &payload)) {
+            Ok(_) => position += 1,
+            Err(error) => return (position, error),
+        }
+    }
+}
+
 #[test]
 fn a_full_disk_fails_the_append_and_damages_nothing() {
     let directory = tempfile::tempdir().unwrap();
@@ -152,15 +165,7 @@ fn a_full_disk_fails_the_append_and_damages_nothing() {
     append_range(&log, 0, 20, 1);
     // No room for another segment file.
     plan.limit_space(100);
-    let mut position = 20;
-    let error = loop {
-        let stream = stream_of(position);
-        let payload = payload_of(position);
-        match log.append(&NewEvent::new(&stream, "Happened", &payload)) {
-            Ok(_) => position += 1,
-            Err(error) => break error,
-        }
-    };
+    let (position, error) = append_until_error(&log, 20);
     assert!(matches!(error, Error::StorageFull { .. }), "{error}");
     assert!(log.failure().is_none(), "a full disk is not a failed state");
     assert_deterministic(&log, position);
@@ -373,15 +378,7 @@ fn a_full_disk_at_a_segment_roll_loses_only_hints() {
     let log = Log::open(directory.path(), options.clone()).unwrap();
     append_range(&log, 0, 5, 1);
     plan.limit_space(0);
-    let mut position = 5;
-    let error = loop {
-        let stream = stream_of(position);
-        let payload = payload_of(position);
-        match log.append(&NewEvent::new(&stream, "Happened", &payload)) {
-            Ok(_) => position += 1,
-            Err(error) => break error,
-        }
-    };
+    let (position, error) = append_until_error(&log, 5);
     assert!(matches!(error, Error::StorageFull { .. }), "{error}");
     assert!(!directory.path().join(format!("{:020}.streams", 0)).exists(), "the table write hit the full disk");
     assert!(!directory.path().join(format!("{:020}.idx", 0)).exists(), "the index write hit the full disk");

@@ -12,24 +12,16 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chronolog::{Durability, Log, LogOptions, NewEvent};
+use chronolog::{Durability, Log, LogOptions};
+use chronolog_compare::{
+    chronolog_append, names, BULK_BATCH, DURABLE_BATCH, DURABLE_BATCHES, EVENTS, PAYLOAD_BYTES, STREAMS,
+};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fjall::{PartitionCreateOptions, PersistMode};
 use redb::{ReadableTable, TableDefinition};
 
-const EVENTS: u64 = 200_000;
-const STREAMS: u64 = 2_000;
-const PAYLOAD_BYTES: usize = 128;
-const BULK_BATCH: u64 = 1_000;
-const DURABLE_BATCH: u64 = 10;
-const DURABLE_BATCHES: u64 = 200;
-
 const REDB_EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const REDB_STREAMS: TableDefinition<(&str, u64), u64> = TableDefinition::new("streams");
-
-fn names() -> Vec<String> {
-    (0..STREAMS).map(|s| format!("account-{s:05}")).collect()
-}
 
 /// The stored value of an event: stream, type and payload, length-prefixed.
 fn value(stream: &str, payload: &[u8]) -> Vec<u8> {
@@ -96,19 +88,6 @@ fn fjall_append(
         }
         write.commit().expect("commit");
         position += batch;
-    }
-}
-
-fn chronolog_append(log: &Log, names: &[String], from: u64, to: u64, batch: u64) {
-    let payload = [0x5au8; PAYLOAD_BYTES];
-    let mut events = Vec::with_capacity(batch as usize);
-    let mut position = from;
-    while position < to {
-        events.clear();
-        let end = (position + batch).min(to);
-        events.extend((position..end).map(|p| NewEvent::new(&names[(p % STREAMS) as usize], "Deposited", &payload)));
-        log.append_batch(&events).expect("append");
-        position = end;
     }
 }
 

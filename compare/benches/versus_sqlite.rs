@@ -11,20 +11,12 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chronolog::{Durability, Log, LogOptions, NewEvent};
+use chronolog::{Durability, Log, LogOptions};
+use chronolog_compare::{
+    chronolog_append, names, BULK_BATCH, DURABLE_BATCH, DURABLE_BATCHES, EVENTS, PAYLOAD_BYTES, STREAMS,
+};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rusqlite::{params, Connection};
-
-const EVENTS: u64 = 200_000;
-const STREAMS: u64 = 2_000;
-const PAYLOAD_BYTES: usize = 128;
-const BULK_BATCH: u64 = 1_000;
-const DURABLE_BATCH: u64 = 10;
-const DURABLE_BATCHES: u64 = 200;
-
-fn names() -> Vec<String> {
-    (0..STREAMS).map(|s| format!("account-{s:05}")).collect()
-}
 
 fn sqlite_open(path: &Path, synchronous: &str) -> Connection {
     let connection = Connection::open(path).expect("open sqlite");
@@ -59,19 +51,6 @@ fn sqlite_append(connection: &mut Connection, names: &[String], from: u64, to: u
         }
         transaction.commit().expect("commit");
         position += batch;
-    }
-}
-
-fn chronolog_append(log: &Log, names: &[String], from: u64, to: u64, batch: u64) {
-    let payload = [0x5au8; PAYLOAD_BYTES];
-    let mut events = Vec::with_capacity(batch as usize);
-    let mut position = from;
-    while position < to {
-        events.clear();
-        let end = (position + batch).min(to);
-        events.extend((position..end).map(|p| NewEvent::new(&names[(p % STREAMS) as usize], "Deposited", &payload)));
-        log.append_batch(&events).expect("append");
-        position = end;
     }
 }
 
