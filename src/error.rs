@@ -146,6 +146,35 @@ pub enum Error {
     /// The options given to `Log::open` are inconsistent.
     #[error("invalid options: {0}")]
     InvalidOptions(&'static str),
+
+    /// A snapshot name is empty or longer than the limit.
+    #[error("snapshot name of {length} bytes is invalid (must be 1 to {limit} bytes)")]
+    InvalidSnapshotName {
+        /// Length of the rejected name.
+        length: usize,
+        /// Maximum length.
+        limit: usize,
+    },
+
+    /// An application codec could not encode or decode a value (an event's
+    /// payload or a snapshot's state).
+    #[error("codec failed on {what}: {message}")]
+    Codec {
+        /// What was being encoded or decoded, and where (`"event at position 17"`).
+        what: String,
+        /// The codec's own message.
+        message: String,
+    },
+
+    /// A projection stopped because applying an event or saving its state
+    /// failed; the message says why.
+    #[error("projection {name} failed: {message}")]
+    ProjectionFailed {
+        /// The projection's name.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl Error {

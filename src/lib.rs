@@ -25,20 +25,24 @@
 //! The layers, from the bytes up: [`record`] (one event as checksummed bytes),
 //! [`segment`] (fixed-capacity files of records), [`index`] (hints rebuilt from
 //! the log), [`log`] (the API: append, read, recover, truncate, purge), with all
-//! file I/O through [`storage`]. The on-disk format is described byte by byte in
-//! `FORMAT.md`.
+//! file I/O through [`storage`]. Beside the log, [`snapshot`] keeps saved
+//! states with the position they reflect, and [`cqrs`] builds aggregates,
+//! projections, subscriptions and as-of queries on the public API alone. The
+//! on-disk format is described byte by byte in `FORMAT.md`.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod cqrs;
 pub mod error;
 pub mod index;
 pub mod log;
 mod naming;
 pub mod record;
 pub mod segment;
+pub mod snapshot;
 pub mod storage;
 
 pub use error::{CorruptionKind, Error, Result};

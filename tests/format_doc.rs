@@ -1,11 +1,12 @@
 //! The promise checked here: `FORMAT.md` and the code agree. Every byte table in
 //! `FORMAT.md` (record, segment header and footer, stream table, segment index,
-//! TRUNCATE marker) gives the offsets and sizes the code uses, the limits, flag
-//! bits, capacities, index interval, magic numbers, format version and CRC
-//! variant it states are the ones in the code, the bytes the engine actually
-//! writes to disk can be decoded with nothing but the tables of the document,
-//! and the files it leaves in a directory (after a seal, a clean close, a
-//! truncation, a purge) are the ones the document lists.
+//! TRUNCATE marker, snapshot file) gives the offsets and sizes the code uses,
+//! the limits, flag bits, capacities, index interval, magic numbers, format
+//! versions (written and read) and CRC variant it states are the ones in the
+//! code, the bytes the engine actually writes to disk can be decoded with
+//! nothing but the tables of the document, and the files it leaves in a
+//! directory (after a seal, a clean close, a truncation, a purge, a snapshot)
+//! are the ones the document lists.
 //!
 //! The tables are parsed from the document: a heading this test expects that is
 //! missing, a table that is missing or has other columns, a row that is missing
@@ -19,6 +20,7 @@ use std::path::Path;
 use chronolog::index::{segment_index, stream_table};
 use chronolog::record::{self, Decoded, RecordHeader};
 use chronolog::segment::layout;
+use chronolog::snapshot::{self, file as snapshot_file, SnapshotBound, SnapshotMeta, SnapshotStore};
 use chronolog::storage::FaultyStorage;
 use chronolog::{limits, CorruptionKind, Durability, Error, Log, LogOptions, NewEvent, RecoveryMode};
 
@@ -272,6 +274,7 @@ struct Layouts {
     index_entry: BTreeMap<String, FieldRow>,
     index_stream: BTreeMap<String, FieldRow>,
     truncate: BTreeMap<String, FieldRow>,
+    snapshot: BTreeMap<String, FieldRow>,
 }
 
 fn record_header_table(doc: &str) -> BTreeMap<String, FieldRow> {
@@ -464,6 +467,8 @@ fn layouts(doc: &str) -> Layouts {
     check_contiguous("## TRUNCATE marker", &truncate, (TRUNCATE_MARKER_SIZE, "TRUNCATE_MARKER_SIZE (private; 20)"));
     check_magic("## TRUNCATE marker", &truncate["magic"], &TRUNCATE_MAGIC);
 
+    let snapshot = snapshot_table(doc);
+
     Layouts {
         record,
         segment_header,
@@ -475,7 +480,85 @@ fn layouts(doc: &str) -> Layouts {
         index_entry,
         index_stream,
         truncate,
+        snapshot,
     }
+}
+
+/// The table of `### Snapshot file layout`, checked against the constants of
+/// `chronolog::snapshot::file`: the 64-byte header, then the name and the
+/// payload.
+fn snapshot_table(doc: &str) -> FieldRows {
+    use snapshot_file::*;
+    let heading = "### Snapshot file layout";
+    let h = SNAPSHOT_HEADER_SIZE;
+    let rows = check_field_table(
+        doc,
+        heading,
+        &[
+            ("magic", num!(0), num!(SNAPSHOT_MAGIC.len())),
+            ("format_version", num!(SNAPSHOT_VERSION_OFFSET), num!(SNAPSHOT_CRC_OFFSET - SNAPSHOT_VERSION_OFFSET)),
+            ("crc", num!(SNAPSHOT_CRC_OFFSET), num!(SNAPSHOT_NEXT_POSITION_OFFSET - SNAPSHOT_CRC_OFFSET)),
+            (
+                "next_position",
+                num!(SNAPSHOT_NEXT_POSITION_OFFSET),
+                num!(SNAPSHOT_TIMESTAMP_OFFSET - SNAPSHOT_NEXT_POSITION_OFFSET),
+            ),
+            (
+                "timestamp_ns",
+                num!(SNAPSHOT_TIMESTAMP_OFFSET),
+                num!(SNAPSHOT_VERSION_COUNTER_OFFSET - SNAPSHOT_TIMESTAMP_OFFSET),
+            ),
+            (
+                "version",
+                num!(SNAPSHOT_VERSION_COUNTER_OFFSET),
+                num!(SNAPSHOT_SCHEMA_OFFSET - SNAPSHOT_VERSION_COUNTER_OFFSET),
+            ),
+            (
+                "schema_version",
+                num!(SNAPSHOT_SCHEMA_OFFSET),
+                num!(SNAPSHOT_NAME_LENGTH_OFFSET - SNAPSHOT_SCHEMA_OFFSET),
+            ),
+            (
+                "name_length",
+                num!(SNAPSHOT_NAME_LENGTH_OFFSET),
+                num!(SNAPSHOT_RESERVED_OFFSET - SNAPSHOT_NAME_LENGTH_OFFSET),
+            ),
+            (
+                "reserved",
+                num!(SNAPSHOT_RESERVED_OFFSET),
+                num!(SNAPSHOT_PAYLOAD_LENGTH_OFFSET - SNAPSHOT_RESERVED_OFFSET),
+            ),
+            (
+                "payload_length",
+                num!(SNAPSHOT_PAYLOAD_LENGTH_OFFSET),
+                num!(SNAPSHOT_RESERVED2_OFFSET - SNAPSHOT_PAYLOAD_LENGTH_OFFSET),
+            ),
+            ("reserved2", num!(SNAPSHOT_RESERVED2_OFFSET), num!(SNAPSHOT_HEADER_SIZE - SNAPSHOT_RESERVED2_OFFSET)),
+            ("name", num!(SNAPSHOT_HEADER_SIZE), text("name_length")),
+            ("payload", text(format!("{h} + name_length")), text("payload_length")),
+        ],
+    );
+    let header: FieldRows = rows
+        .iter()
+        .filter(|(field, _)| !["name", "payload"].contains(&field.as_str()))
+        .map(|(field, row)| (field.clone(), row.clone()))
+        .collect();
+    check_contiguous(heading, &header, (SNAPSHOT_HEADER_SIZE, "snapshot::file::SNAPSHOT_HEADER_SIZE"));
+    assert_eq!(SNAPSHOT_HEADER_SIZE, 64, "the snapshot header is 64 bytes");
+    check_magic(heading, &rows["magic"], &SNAPSHOT_MAGIC);
+    let name_length = &rows["name_length"].meaning;
+    assert!(
+        name_length.contains(&format!("1 to {SNAPSHOT_NAME_MAX}")),
+        "FORMAT.md, `{heading}`, field `name_length`: should say `1 to {SNAPSHOT_NAME_MAX}` (SNAPSHOT_NAME_MAX), says \
+         `{name_length}`"
+    );
+    let crc = &rows["crc"].meaning;
+    assert!(
+        crc.contains(&format!("from offset {SNAPSHOT_NEXT_POSITION_OFFSET} to its end")),
+        "FORMAT.md, `{heading}`, field `crc`: should say it covers the file from offset \
+         {SNAPSHOT_NEXT_POSITION_OFFSET} to its end, says `{crc}`"
+    );
+    rows
 }
 
 type FieldRows = BTreeMap<String, FieldRow>;
@@ -587,6 +670,8 @@ fn byte_tables_match_the_constants() {
         format!("A sparse entry takes {} bytes", segment_index::INDEX_ENTRY_SIZE),
         format!("A stream record takes {} bytes plus its name", segment_index::INDEX_STREAM_FIXED_SIZE),
         format!("The file is exactly {TRUNCATE_MARKER_SIZE} bytes"),
+        format!("A snapshot file is a {}-byte header", snapshot_file::SNAPSHOT_HEADER_SIZE),
+        format!("`{} + name_length + payload_length` bytes long", snapshot_file::SNAPSHOT_HEADER_SIZE),
     ];
     let flat_doc = flat(&doc);
     for sentence in stated {
@@ -600,9 +685,27 @@ fn byte_tables_match_the_constants() {
     );
 }
 
+/// FNV-1a 64 with the parameters FORMAT.md states (checked against the document
+/// in `snapshot_folders_are_named_as_documented`).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(FNV_OFFSET_BASIS, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME))
+}
+
+const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
 #[test]
 fn limits_flags_and_capacities_match_the_constants() {
     let doc = read_doc();
+    check_constant_table(
+        &doc,
+        "### Snapshot limits",
+        &[
+            ("SNAPSHOT_NAME_MAX", snapshot::SNAPSHOT_NAME_MAX as u64),
+            ("KEEP_LAST_DEFAULT", snapshot::KEEP_LAST_DEFAULT as u64),
+        ],
+    );
+    assert_eq!(snapshot::SNAPSHOT_NAME_MAX, snapshot_file::SNAPSHOT_NAME_MAX);
     check_constant_table(
         &doc,
         "### Record limits",
@@ -674,14 +777,33 @@ fn version_magic_names_and_crc_variant_match_the_code() {
     let doc = read_doc();
     let version = layout::FORMAT_VERSION;
     assert_eq!(chronolog::segment::FORMAT_VERSION, version);
+    let oldest = layout::FORMAT_VERSION_OLDEST_READABLE;
+    assert_eq!(chronolog::segment::FORMAT_VERSION_OLDEST_READABLE, oldest);
     let sentence = format!("The current format version is {version}.");
     assert!(doc.contains(&sentence), "FORMAT.md should say `{sentence}` (layout::FORMAT_VERSION = {version})");
-    for heading in ["### Segment header", "### Stream table header", "### Segment index header"] {
+    // The versions read, as the code decides them.
+    let readable: Vec<u32> = (0..=version + 1).filter(|&v| layout::is_readable_format_version(v)).collect();
+    assert_eq!(readable, (oldest..=version).collect::<Vec<_>>(), "versions read: FORMAT_VERSION_OLDEST_READABLE..=");
+    assert_eq!(readable, [2, 3], "the sentences below spell out two versions; rewrite them when this changes");
+    let flat_doc = flat(&doc);
+    for sentence in [
+        format!("This build reads versions {oldest} and {version}"),
+        format!("This build writes version {version} (`FORMAT_VERSION`) and reads versions {oldest} and {version}"),
+    ] {
+        assert!(flat_doc.contains(&sentence), "FORMAT.md should say `{sentence}`");
+    }
+    for heading in
+        ["### Segment header", "### Stream table header", "### Segment index header", "### Snapshot file layout"]
+    {
         let table = table(&doc, heading, &FIELD_COLUMNS);
         let row = table.rows.iter().find(|row| row[2] == "format_version").expect("a format_version row");
         assert!(
             row[3].contains(&format!("currently {version}")),
             "FORMAT.md, `{heading}`: format_version should say `currently {version}`"
+        );
+        assert!(
+            row[3].contains(&format!("readers accept {oldest} and {version}")),
+            "FORMAT.md, `{heading}`: format_version should say `readers accept {oldest} and {version}`"
         );
     }
     let versions = table(&doc, "## Version changes", &["version", "changes"]);
@@ -696,13 +818,23 @@ fn version_magic_names_and_crc_variant_match_the_code() {
         "FORMAT.md, `## Version changes`: one row per version, 1 to FORMAT_VERSION = {version}, in order"
     );
 
-    // The five magic numbers are distinct, and each is spelt out in the document.
+    // The row of the current version says what happened to the older ones.
+    let current = &versions.rows[versions.rows.len() - 1][1];
+    assert!(
+        current.contains(&format!("A directory written with version {} is read as it is", version - 1)),
+        "FORMAT.md, `## Version changes`: the row of version {version} should say that version {} directories are \
+         read as they are",
+        version - 1
+    );
+
+    // The six magic numbers are distinct, and each is spelt out in the document.
     let magics = [
         layout::SEGMENT_MAGIC,
         layout::FOOTER_MAGIC,
         stream_table::STREAM_TABLE_MAGIC,
         segment_index::SEGMENT_INDEX_MAGIC,
         TRUNCATE_MAGIC,
+        snapshot_file::SNAPSHOT_MAGIC,
     ];
     for (index, magic) in magics.iter().enumerate() {
         assert!(magics[..index].iter().all(|other| other != magic), "magic numbers must be distinct");
@@ -735,10 +867,24 @@ fn version_magic_names_and_crc_variant_match_the_code() {
         "LOCK".into(),
         "TRUNCATE".into(),
         "salvage/".into(),
+        format!("{}/", snapshot::SNAPSHOTS_FOLDER),
         "*.tmp".into(),
     ] {
         assert!(files.rows.iter().any(|row| row[0] == name), "`## Files in a log directory` lists no `{name}`");
     }
+    // Snapshot file names, their temporaries and folder names, with the
+    // examples the document gives.
+    let snapshot_name = format!("{:020}.{}", 42, snapshot::SNAPSHOT_EXTENSION);
+    for name in [
+        snapshot_name.clone(),
+        format!("{snapshot_name}.tmp-4242-0"),
+        snapshot::folder_name("account-7"),
+        snapshot::folder_name("order/42"),
+        format!("{:016x}", fnv1a64(b"a")),
+    ] {
+        assert!(doc.contains(&name), "FORMAT.md should show the name `{name}`");
+    }
+    assert_eq!(snapshot::folder_name("a"), format!("a-{:016x}", fnv1a64(b"a")), "the FNV-1a 64 of the document");
 
     // The CRC variant: crc32fast is CRC-32/ISO-HDLC, whose check value is stated.
     let check = crc32fast::hash(b"123456789");
@@ -1493,4 +1639,470 @@ fn version_1_segments_are_refused() {
     assert_eq!(log.next_position(), 0);
     let saved = log.recovery_report().salvaged[0].saved_to.clone().expect("set aside");
     assert_eq!(fs::read(saved).expect("read copy"), bytes, "the version 1 segment is kept in salvage/");
+}
+
+// ---------------------------------------------------------------------------
+// Snapshot files
+// ---------------------------------------------------------------------------
+
+/// The number of characters of a name kept in its folder's name, as FORMAT.md
+/// states it.
+const FOLDER_READABLE_CHARS: usize = 48;
+
+/// The folder of a snapshot name, by the rules of `### Snapshot names and
+/// folders`.
+fn documented_folder(name: &str) -> String {
+    let readable: String = name
+        .chars()
+        .take(FOLDER_READABLE_CHARS)
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    format!("{readable}-{:016x}", fnv1a64(name.as_bytes()))
+}
+
+#[test]
+fn snapshot_folders_are_named_as_documented() {
+    let doc = flat(&section(&read_doc(), "### Snapshot names and folders").join("\n"));
+    for stated in [
+        format!("the first {FOLDER_READABLE_CHARS} characters (Unicode scalar values, not bytes) of the name"),
+        format!("offset basis `{FNV_OFFSET_BASIS:#x}`"),
+        format!("the prime `{FNV_PRIME:#x}`"),
+        "16 lowercase hexadecimal digits with leading zeros".to_string(),
+        "1 to `SNAPSHOT_NAME_MAX` bytes of UTF-8".to_string(),
+    ] {
+        assert!(doc.contains(&flat(&stated)), "FORMAT.md, `### Snapshot names and folders` should say `{stated}`");
+    }
+    // The published FNV-1a 64 test vectors, so the parameters above are FNV's.
+    assert_eq!(fnv1a64(b""), FNV_OFFSET_BASIS);
+    assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+    let long = format!("{}tail", "é/x".repeat(30));
+    let longest = "n".repeat(snapshot::SNAPSHOT_NAME_MAX);
+    for name in ["account-7", "order/42", "a", "Résumé 2024: totals_by-day", long.as_str(), longest.as_str(), "0"] {
+        let folder = snapshot::folder_name(name);
+        assert_eq!(folder, documented_folder(name), "folder of {name:?}");
+        assert!((18..=65).contains(&folder.len()) && folder.is_ascii(), "folder names are 18 to 65 ASCII bytes");
+        assert!(doc.contains(&format!("`{folder}`")) || !["account-7", "order/42"].contains(&name), "example {name:?}");
+    }
+    // Names outside 1 ..= SNAPSHOT_NAME_MAX bytes are refused.
+    let directory = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(directory.path(), LogOptions::default().durability(Durability::None)).expect("open");
+    let store = SnapshotStore::open(&log);
+    let meta = |name: &str| SnapshotMeta {
+        name: name.into(),
+        next_position: 0,
+        timestamp_ns: 0,
+        version: 0,
+        schema_version: 1,
+    };
+    let too_long = "n".repeat(snapshot::SNAPSHOT_NAME_MAX + 1);
+    for name in ["", too_long.as_str()] {
+        assert!(
+            matches!(store.write(&meta(name), b""), Err(Error::InvalidSnapshotName { .. })),
+            "a name of {} bytes is refused",
+            name.len()
+        );
+    }
+    let path = store.write(&meta(&longest), b"").expect("the longest name is accepted");
+    assert_eq!(
+        path.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()),
+        Some(documented_folder(&longest).as_str())
+    );
+}
+
+/// A snapshot file as decoded with the document's table only.
+#[derive(Debug, PartialEq, Eq)]
+struct DocSnapshot {
+    format_version: u64,
+    next_position: u64,
+    timestamp_ns: u64,
+    version: u64,
+    schema_version: u64,
+    name: String,
+    payload: Vec<u8>,
+}
+
+/// Decodes a snapshot file with FORMAT.md's offsets only, checking the magic,
+/// the CRC's coverage, the reserved fields and that the file ends with the
+/// payload.
+fn decode_snapshot_with_doc(bytes: &[u8], rows: &FieldRows) -> DocSnapshot {
+    assert_eq!(slice(bytes, rows, "magic"), b"CHRNLSNP", "magic of the snapshot file");
+    let (crc_at, crc_size) = span(rows, "crc");
+    assert_eq!(
+        field(bytes, rows, "crc"),
+        u64::from(crc32fast::hash(&bytes[crc_at + crc_size..])),
+        "the snapshot CRC covers every byte from the end of the CRC field to the end of the file"
+    );
+    assert!(slice(bytes, rows, "reserved").iter().all(|&b| b == 0), "reserved is zero");
+    assert!(slice(bytes, rows, "reserved2").iter().all(|&b| b == 0), "reserved2 is zero");
+    let name_length = field(bytes, rows, "name_length") as usize;
+    let payload_length = field(bytes, rows, "payload_length") as usize;
+    let name_at: usize = rows["name"].offset.parse().expect("the name offset is a number");
+    let payload_at = before_name(rows, "payload") + name_length;
+    assert_eq!(payload_at, name_at + name_length, "the payload follows the name");
+    assert_eq!(bytes.len(), payload_at + payload_length, "the file ends with the payload");
+    DocSnapshot {
+        format_version: field(bytes, rows, "format_version"),
+        next_position: field(bytes, rows, "next_position"),
+        timestamp_ns: field(bytes, rows, "timestamp_ns"),
+        version: field(bytes, rows, "version"),
+        schema_version: field(bytes, rows, "schema_version"),
+        name: String::from_utf8(bytes[name_at..payload_at].to_vec()).expect("UTF-8 name"),
+        payload: bytes[payload_at..].to_vec(),
+    }
+}
+
+/// Writes `value` into the field `name` of `bytes`, little-endian, at the
+/// document's offset, and recomputes the CRC as the document says.
+fn set_snapshot_field(bytes: &mut [u8], rows: &FieldRows, name: &str, value: u64) {
+    let (offset, size) = span(rows, name);
+    bytes[offset..offset + size].copy_from_slice(&value.to_le_bytes()[..size]);
+    let (crc_at, crc_size) = span(rows, "crc");
+    let crc = crc32fast::hash(&bytes[crc_at + crc_size..]);
+    bytes[crc_at..crc_at + crc_size].copy_from_slice(&crc.to_le_bytes()[..crc_size]);
+}
+
+#[test]
+fn snapshot_files_match_the_table() {
+    let layouts = layouts(&read_doc());
+    let rows = &layouts.snapshot;
+    let directory = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(directory.path(), LogOptions::default().durability(Durability::None)).expect("open");
+    let appended = log
+        .append_batch(&[
+            NewEvent::new("account/7 é", "Opened", b"{}"),
+            NewEvent::new("account/7 é", "Deposited", b"10"),
+            NewEvent::new("other", "Happened", b""),
+        ])
+        .expect("append");
+    let name = "account/7 é";
+    let last = &appended[1];
+    let meta = SnapshotMeta {
+        name: name.into(),
+        next_position: last.position + 1,
+        timestamp_ns: last.timestamp_ns,
+        version: 2,
+        schema_version: 7,
+    };
+    let payload = b"balance: 10, \x00\xff opaque".to_vec();
+    let store = SnapshotStore::open(&log);
+    let path = store.write(&meta, &payload).expect("write snapshot");
+
+    // Where the document says: snapshots/<folder>/<20 digits>.snap, and
+    // nothing else (no temporary left).
+    let folder = documented_folder(name);
+    assert_eq!(folder, snapshot::folder_name(name));
+    let file_name = format!("{:020}.snap", meta.next_position);
+    let root = directory.path().join("snapshots");
+    assert_eq!(path, root.join(&folder).join(&file_name), "path of the snapshot file");
+    assert_eq!(store.root(), root.as_path());
+    assert_eq!(file_names(&root), [folder.as_str()], "one folder per name");
+    assert_eq!(file_names(&root.join(&folder)), [file_name], "one file, no temporary left");
+
+    // Decoded with nothing but the table.
+    let bytes = fs::read(&path).expect("read snapshot");
+    assert_eq!(&bytes[..8], b"CHRNLSNP");
+    let decoded = decode_snapshot_with_doc(&bytes, rows);
+    let expected = DocSnapshot {
+        format_version: u64::from(layout::FORMAT_VERSION),
+        next_position: 2,
+        timestamp_ns: last.timestamp_ns,
+        version: 2,
+        schema_version: 7,
+        name: name.into(),
+        payload: payload.clone(),
+    };
+    assert_eq!(decoded, expected, "the snapshot file read with FORMAT.md's table");
+    assert_eq!(field(&bytes, rows, "name_length"), name.len() as u64);
+    assert_eq!(field(&bytes, rows, "payload_length"), payload.len() as u64);
+    assert_eq!(bytes.len(), snapshot_file::SNAPSHOT_HEADER_SIZE + name.len() + payload.len());
+    assert_eq!(snapshot_file::decode(&bytes).map(|(meta, _)| meta), Ok(meta.clone()), "the code reads it back");
+
+    // The decode checks of the document, in its order, with the offsets it gives.
+    let offset_of = |name: &str| span(rows, name).0 as u64;
+    let refused = |bytes: &[u8], offset: u64, kind: &str, what: &str| {
+        let (found_offset, found_kind) = snapshot_file::decode(bytes).expect_err("damage must be refused");
+        let found_name = format!("{found_kind:?}");
+        let found_name = found_name.split(' ').next().unwrap_or_default();
+        assert_eq!((found_offset, found_name), (offset, kind), "{what}: {found_kind:?}");
+    };
+    refused(&bytes[..63], 0, "Truncated", "shorter than the header");
+    let mut damaged = bytes.clone();
+    damaged[0] ^= 1;
+    refused(&damaged, offset_of("magic"), "BadMagic", "magic");
+    let mut damaged = bytes.clone();
+    set_snapshot_field(&mut damaged, rows, "format_version", 1);
+    assert_eq!(
+        snapshot_file::decode(&damaged).map(|_| ()),
+        Err((offset_of("format_version"), CorruptionKind::UnsupportedVersion { found: 1 })),
+        "version 1"
+    );
+    let mut damaged = bytes.clone();
+    set_snapshot_field(&mut damaged, rows, "format_version", u64::from(layout::FORMAT_VERSION_OLDEST_READABLE));
+    assert!(snapshot_file::decode(&damaged).is_ok(), "a reader accepts every readable version");
+    let mut damaged = bytes.clone();
+    set_snapshot_field(&mut damaged, rows, "name_length", 0);
+    refused(&damaged, offset_of("name_length"), "LengthOutOfRange", "empty name");
+    let mut damaged = bytes.clone();
+    set_snapshot_field(&mut damaged, rows, "name_length", snapshot::SNAPSHOT_NAME_MAX as u64 + 1);
+    refused(&damaged, offset_of("name_length"), "LengthOutOfRange", "name too long");
+    let mut damaged = bytes.clone();
+    set_snapshot_field(&mut damaged, rows, "payload_length", u64::MAX);
+    refused(&damaged, offset_of("payload_length"), "LengthOutOfRange", "lengths overflow");
+    refused(&bytes[..bytes.len() - 1], offset_of("payload_length"), "Truncated", "file shorter than its lengths");
+    let mut longer = bytes.clone();
+    longer.push(0);
+    refused(&longer, bytes.len() as u64, "LengthOutOfRange", "bytes after the payload");
+    let mut damaged = bytes.clone();
+    let last_byte = damaged.len() - 1;
+    damaged[last_byte] ^= 1;
+    refused(&damaged, offset_of("crc"), "ChecksumMismatch", "payload byte");
+    let mut damaged = bytes.clone();
+    damaged[span(rows, "reserved").0] = 1;
+    refused(&damaged, offset_of("crc"), "ChecksumMismatch", "the CRC is checked before the reserved fields");
+    let mut damaged = bytes.clone();
+    set_snapshot_field(&mut damaged, rows, "reserved", 1);
+    refused(&damaged, offset_of("reserved"), "InvalidField", "reserved");
+    let mut damaged = bytes.clone();
+    set_snapshot_field(&mut damaged, rows, "reserved2", 1);
+    refused(&damaged, offset_of("reserved2"), "InvalidField", "reserved2");
+    let mut damaged = bytes.clone();
+    let name_at: usize = rows["name"].offset.parse().expect("number");
+    damaged[name_at] = 0xFF;
+    let (crc_at, crc_size) = span(rows, "crc");
+    let crc = crc32fast::hash(&damaged[crc_at + crc_size..]);
+    damaged[crc_at..crc_at + crc_size].copy_from_slice(&crc.to_le_bytes());
+    refused(&damaged, name_at as u64, "InvalidUtf8", "name");
+
+    // Lookups: the snapshot is found; other schemas, names and positions are
+    // skipped and reported, as the document says.
+    let view = log.view();
+    let found = store.find(name, SnapshotBound::Latest, 7, &view).expect("find");
+    assert_eq!(found.snapshot.as_ref().map(|s| s.payload()), Some(payload.as_slice()));
+    assert!(found.skipped.is_empty());
+    let found = store.find(name, SnapshotBound::Latest, 8, &view).expect("find");
+    assert!(found.snapshot.is_none());
+    assert!(matches!(
+        found.skipped[..],
+        [snapshot::SkippedSnapshot { reason: snapshot::SkipReason::SchemaVersion { found: 7, expected: 8 }, .. }]
+    ));
+    let found = store.find(name, SnapshotBound::Before(meta.next_position - 1), 7, &view).expect("find");
+    assert!(found.snapshot.is_none() && found.skipped.is_empty(), "outside the bound: neither used nor reported");
+    // A file whose name says another position is damaged.
+    let moved = root.join(&folder).join(format!("{:020}.snap", 3));
+    fs::copy(&path, &moved).expect("copy snapshot");
+    let found = store.find(name, SnapshotBound::Latest, 7, &view).expect("find");
+    assert_eq!(found.snapshot.as_ref().map(|s| s.meta.next_position), Some(2));
+    assert!(matches!(
+        &found.skipped[..],
+        [snapshot::SkippedSnapshot { reason: snapshot::SkipReason::Damaged(Error::Corrupted { offset, .. }), path }]
+            if *offset == offset_of("next_position") && *path == moved
+    ));
+    fs::remove_file(&moved).expect("remove copy");
+    // A snapshot made from an event the log no longer holds at that position.
+    let diverged = SnapshotMeta { timestamp_ns: last.timestamp_ns + 1, next_position: 3, ..meta.clone() };
+    store.write(&diverged, b"diverged").expect("write");
+    let found = store.find(name, SnapshotBound::Latest, 7, &view).expect("find");
+    assert_eq!(found.snapshot.as_ref().map(|s| s.meta.next_position), Some(2));
+    assert!(matches!(
+        &found.skipped[..],
+        [snapshot::SkippedSnapshot { reason: snapshot::SkipReason::Diverged { position: 2, .. }, .. }]
+    ));
+
+    // Retention keeps the newest KEEP_LAST_DEFAULT of the name.
+    for next_position in 4..4 + snapshot::KEEP_LAST_DEFAULT as u64 {
+        store.write(&SnapshotMeta { next_position, ..meta.clone() }, b"later").expect("write");
+    }
+    let kept: Vec<String> = file_names(&root.join(&folder));
+    let expected: Vec<String> = (4..4 + snapshot::KEEP_LAST_DEFAULT as u64).map(|p| format!("{p:020}.snap")).collect();
+    assert_eq!(kept, expected, "the newest {} snapshots are kept", snapshot::KEEP_LAST_DEFAULT);
+
+    // A temporary left by a crashed writer (another process id) is ignored by
+    // lookups and removed by the next write into the folder.
+    let leftover = root.join(&folder).join(format!("{:020}.snap.tmp-{}-0", 9, u32::MAX));
+    fs::write(&leftover, b"half written").expect("write leftover");
+    assert_eq!(store.list(name).expect("list").len(), snapshot::KEEP_LAST_DEFAULT);
+    drop(view);
+    drop(log);
+    let log = Log::open(directory.path(), LogOptions::default()).expect("reopen");
+    assert!(leftover.exists(), "opening the log does not look into snapshots/");
+    SnapshotStore::open(&log).write(&SnapshotMeta { next_position: 8, ..meta }, b"x").expect("write");
+    assert!(!leftover.exists(), "the next write removes another process's temporary");
+}
+
+/// Rewrites the `format_version` of every segment, stream table and segment
+/// index in `directory` to `version`, recomputing their CRCs, with the
+/// document's offsets: the directory as that version would have written it.
+fn rewrite_versions(directory: &Path, layouts: &Layouts, version: u32, which: impl Fn(&str) -> bool) {
+    let put = |bytes: &mut [u8], (offset, size): (usize, usize), value: u64| {
+        bytes[offset..offset + size].copy_from_slice(&value.to_le_bytes()[..size]);
+    };
+    for name in file_names(directory).into_iter().filter(|name| which(name)) {
+        let path = directory.join(&name);
+        let mut bytes = fs::read(&path).expect("read");
+        if chronolog::segment::parse_file_name(&name).is_some() {
+            let header = &layouts.segment_header;
+            put(&mut bytes, span(header, "format_version"), u64::from(version));
+            let (crc_at, crc_size) = span(header, "crc");
+            let crc = crc32fast::hash(&bytes[..crc_at]);
+            put(&mut bytes, (crc_at, crc_size), u64::from(crc));
+        } else {
+            let header = if stream_table::parse_file_name(&name).is_some() {
+                &layouts.table_header
+            } else if segment_index::parse_file_name(&name).is_some() {
+                &layouts.index_header
+            } else {
+                continue;
+            };
+            put(&mut bytes, span(header, "format_version"), u64::from(version));
+            // Both files end with a CRC of every byte before it.
+            let crc_at = bytes.len() - 4;
+            let crc = crc32fast::hash(&bytes[..crc_at]);
+            put(&mut bytes, (crc_at, 4), u64::from(crc));
+        }
+        fs::write(&path, &bytes).expect("write");
+    }
+}
+
+/// (position, timestamp, stream, stream version, payload) of every event.
+type EventRow = (u64, u64, String, u64, Vec<u8>);
+
+fn all_events(log: &Log) -> Vec<EventRow> {
+    let view = log.view();
+    view.iter()
+        .map(|event| {
+            let event = event.expect("read event");
+            (event.position, event.timestamp_ns, event.stream.to_string(), event.stream_version, event.payload.to_vec())
+        })
+        .collect()
+}
+
+fn stream_versions(log: &Log, stream: &str) -> Vec<u64> {
+    let view = log.view();
+    view.read_stream(stream, 0).expect("read stream").map(|event| event.expect("event").stream_version).collect()
+}
+
+#[test]
+fn version_2_directories_are_read_as_they_are() {
+    let layouts = layouts(&read_doc());
+    assert_eq!(layout::FORMAT_VERSION_OLDEST_READABLE, 2, "this test writes a version 2 directory");
+    let directory = tempfile::tempdir().expect("tempdir");
+    let options =
+        LogOptions::default().segment_capacity_bytes(layout::SEGMENT_CAPACITY_BYTES_MIN).durability(Durability::None);
+    let log = Log::open(directory.path(), options.clone()).expect("open");
+    let mut count = 0usize;
+    let append = |log: &Log, count: &mut usize| {
+        log.append(&NewEvent::new(["a", "b", "c"][*count % 3], "t", &[*count as u8; 300])).expect("append");
+        *count += 1;
+    };
+    while !directory.path().join(stream_table::file_name(0)).exists() {
+        append(&log, &mut count);
+    }
+    for _ in 0..3 {
+        append(&log, &mut count);
+    }
+    let events = all_events(&log);
+    let versions_of_a = stream_versions(&log, "a");
+    drop(log);
+    // A sealed segment with its stream table and index, and the active segment
+    // with its clean-close index: every kind of versioned file, all made version 2.
+    let names = file_names(directory.path());
+    let active = chronolog::segment::parse_file_name(&names[names.len() - 2]).expect("the active segment");
+    let expected_names = [
+        segment_index::file_name(0),
+        chronolog::segment::file_name(0),
+        stream_table::file_name(0),
+        segment_index::file_name(active),
+        chronolog::segment::file_name(active),
+        "LOCK".into(),
+    ];
+    assert_eq!(names, expected_names);
+    rewrite_versions(directory.path(), &layouts, 2, |_| true);
+    let sealed_files = [chronolog::segment::file_name(0), stream_table::file_name(0), segment_index::file_name(0)];
+    let read_all = |names: &[String]| -> Vec<Vec<u8>> {
+        names.iter().map(|name| fs::read(directory.path().join(name)).expect("read")).collect()
+    };
+    let sealed_bytes = read_all(&sealed_files);
+
+    // Every mode reads it as it is: the version 2 stream table is used (not
+    // rebuilt), the version 2 indexes too, the clean-close one trusted.
+    let check = |log: &Log, what: &str| {
+        assert_eq!(log.next_position(), events.len() as u64, "{what}");
+        assert_eq!(all_events(log), events, "{what}: the events");
+        assert_eq!(stream_versions(log, "a"), versions_of_a, "{what}: a stream read");
+        assert!(log.recovery_report().rebuilt_indexes.is_empty(), "{what}: {:?}", log.recovery_report());
+        assert!(log.rebuilt_indexes().is_empty(), "{what}: version 2 indexes are used");
+    };
+    let log = Log::open(directory.path(), options.clone()).expect("a version 2 directory opens");
+    check(&log, "default mode");
+    assert!(!log.recovery_report().active_segment_scanned, "the version 2 clean-close index is trusted");
+    drop(log);
+    let log = Log::open_read_only(directory.path(), options.clone()).expect("read-only");
+    check(&log, "read-only");
+    assert!(!log.recovery_report().active_segment_scanned, "the version 2 clean-close index is trusted");
+    drop(log);
+    let log = Log::open(directory.path(), options.clone().recovery_mode(RecoveryMode::Strict)).expect("Strict");
+    check(&log, "Strict");
+    drop(log);
+    let log = Log::open(directory.path(), options.clone().recovery_mode(RecoveryMode::Salvage)).expect("Salvage");
+    check(&log, "Salvage");
+    assert!(log.recovery_report().salvaged.is_empty(), "nothing is set aside");
+    drop(log);
+    assert_eq!(read_all(&sealed_files), sealed_bytes, "the version 2 files are used as they are, not rewritten");
+
+    // Appending goes on; the files written from now on have version 3.
+    let log = Log::open(directory.path(), options.clone()).expect("open");
+    while chronolog::segment::parse_file_name(&file_names(directory.path())[file_names(directory.path()).len() - 2])
+        == Some(active)
+    {
+        append(&log, &mut count);
+    }
+    let events = all_events(&log);
+    assert_eq!(events.len(), count);
+    drop(log);
+    let version_of = |name: String, rows: &FieldRows| {
+        field(&fs::read(directory.path().join(name)).expect("read"), rows, "format_version")
+    };
+    assert_eq!(version_of(chronolog::segment::file_name(0), &layouts.segment_header), 2, "old segments keep version 2");
+    assert_eq!(version_of(chronolog::segment::file_name(active), &layouts.segment_header), 2);
+    assert_eq!(version_of(stream_table::file_name(active), &layouts.table_header), u64::from(layout::FORMAT_VERSION));
+    assert_eq!(version_of(segment_index::file_name(active), &layouts.index_header), u64::from(layout::FORMAT_VERSION));
+    let newest = *file_names(directory.path())
+        .iter()
+        .filter_map(|name| chronolog::segment::parse_file_name(name))
+        .collect::<Vec<_>>()
+        .last()
+        .expect("segments");
+    assert_eq!(
+        version_of(chronolog::segment::file_name(newest), &layouts.segment_header),
+        u64::from(layout::FORMAT_VERSION)
+    );
+    let log = Log::open(directory.path(), options.clone()).expect("a directory of versions 2 and 3 opens");
+    assert_eq!(all_events(&log), events);
+    drop(log);
+
+    // Version 1 is still refused: a stream table of version 1 is rebuilt, a
+    // segment of version 1 refuses the directory.
+    let newest_table = stream_table::file_name(active);
+    rewrite_versions(directory.path(), &layouts, 1, |name| name == newest_table);
+    let log = Log::open(directory.path(), options.clone()).expect("open");
+    assert_eq!(log.recovery_report().rebuilt_indexes, [directory.path().join(&newest_table)], "rebuilt, not trusted");
+    assert_eq!(all_events(&log), events);
+    drop(log);
+    assert_eq!(version_of(newest_table, &layouts.table_header), u64::from(layout::FORMAT_VERSION), "written back");
+    rewrite_versions(directory.path(), &layouts, 1, |name| name == chronolog::segment::file_name(0));
+    let (version_at, _) = span(&layouts.segment_header, "format_version");
+    for (what, result) in [
+        ("default mode", Log::open(directory.path(), options.clone())),
+        ("read-only", Log::open_read_only(directory.path(), options.clone())),
+    ] {
+        assert!(
+            matches!(
+                result,
+                Err(Error::Corrupted { offset, kind: CorruptionKind::UnsupportedVersion { found: 1 }, .. })
+                    if offset == version_at as u64
+            ),
+            "{what}: a version 1 segment is refused"
+        );
+    }
 }

@@ -42,7 +42,7 @@ use byteorder::{ByteOrder, LittleEndian};
 
 use crate::error::CorruptionKind;
 use crate::record::{limits, RecordRef};
-use crate::segment::{FORMAT_VERSION, HEADER_SIZE};
+use crate::segment::{is_readable_format_version, FORMAT_VERSION, HEADER_SIZE};
 
 /// Magic number of segment index files.
 pub const SEGMENT_INDEX_MAGIC: [u8; 8] = *b"CHRNLIDX";
@@ -396,7 +396,7 @@ impl SegmentIndex {
     pub fn covers(bytes: &[u8], first_position: u64, data_end: u64) -> bool {
         bytes.len() >= INDEX_HEADER_SIZE + size_of::<u32>()
             && bytes[..INDEX_VERSION_OFFSET] == SEGMENT_INDEX_MAGIC
-            && LittleEndian::read_u32(&bytes[INDEX_VERSION_OFFSET..]) == FORMAT_VERSION
+            && is_readable_format_version(LittleEndian::read_u32(&bytes[INDEX_VERSION_OFFSET..]))
             && LittleEndian::read_u64(&bytes[INDEX_FIRST_POSITION_OFFSET..]) == first_position
             && LittleEndian::read_u64(&bytes[INDEX_DATA_END_OFFSET..]) == data_end
     }
@@ -426,7 +426,7 @@ impl SegmentIndex {
             return Err((crc_offset as u64, CorruptionKind::ChecksumMismatch { stored, computed }));
         }
         let version = LittleEndian::read_u32(&bytes[INDEX_VERSION_OFFSET..]);
-        if version != FORMAT_VERSION {
+        if !is_readable_format_version(version) {
             return Err((INDEX_VERSION_OFFSET as u64, CorruptionKind::UnsupportedVersion { found: version }));
         }
         if LittleEndian::read_u64(&bytes[INDEX_FIRST_POSITION_OFFSET..]) != first_position {

@@ -22,7 +22,7 @@ use byteorder::{ByteOrder, LittleEndian};
 
 use crate::error::CorruptionKind;
 use crate::record::limits;
-use crate::segment::FORMAT_VERSION;
+use crate::segment::{is_readable_format_version, FORMAT_VERSION};
 use crate::storage::FileBytes;
 
 /// Magic number of stream table files.
@@ -91,7 +91,7 @@ impl StreamTable {
             return Err((crc_offset as u64, CorruptionKind::ChecksumMismatch { stored, computed }));
         }
         let version = LittleEndian::read_u32(&bytes[VERSION_OFFSET..]);
-        if version != FORMAT_VERSION {
+        if !is_readable_format_version(version) {
             return Err((VERSION_OFFSET as u64, CorruptionKind::UnsupportedVersion { found: version }));
         }
         if LittleEndian::read_u32(&bytes[VERSION_OFFSET + size_of::<u32>()..]) != 0 {

@@ -64,6 +64,7 @@ impl Inner {
         *state = loaded.state;
         state.carry_over_index_context(&previous);
         *self.published.write() = state.published();
+        self.signal.notify();
         // Everything kept is durable: sealed segments were synced when sealed
         // and a cut segment is rewritten and synced. A sync running now was for
         // the old tail; the generation tells it its result no longer applies.
@@ -126,6 +127,7 @@ impl Inner {
         }
         state.segments.drain(..purgeable);
         *self.published.write() = state.published();
+        self.signal.notify();
         // Older tables are superseded; failing to remove one costs only disk.
         for table_first in list_stream_tables(storage, directory).unwrap_or_default() {
             if table_first < base_first && Some(table_first) != newest {
@@ -145,6 +147,7 @@ impl Inner {
         *state = loaded.state;
         state.carry_over_index_context(&previous);
         *self.published.write() = state.published();
+        self.signal.notify();
         Ok(())
     }
 

@@ -7,6 +7,7 @@
 mod event;
 mod indexes;
 mod maintenance;
+mod notify;
 mod open;
 mod options;
 mod salvage;
@@ -18,7 +19,9 @@ mod view;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
@@ -79,6 +82,8 @@ struct Inner {
     synced: Condvar,
     poisoned: Mutex<Option<String>>,
     report: RecoveryReport,
+    /// Wakes threads blocked in [`Log::wait_for`].
+    signal: notify::AppendSignal,
 }
 
 impl std::fmt::Debug for Inner {
@@ -165,6 +170,7 @@ impl Log {
                 synced: Condvar::new(),
                 poisoned: Mutex::new(None),
                 report: loaded.report,
+                signal: notify::AppendSignal::default(),
             }),
         }
     }
@@ -248,6 +254,12 @@ impl Log {
         &self.inner.directory
     }
 
+    /// The storage this log's files go through (for files kept beside the
+    /// log, such as snapshots).
+    pub(crate) fn storage(&self) -> Arc<dyn crate::storage::Storage> {
+        Arc::clone(&self.inner.options.storage)
+    }
+
     /// True for a handle made by [`Log::open_read_only`].
     pub fn is_read_only(&self) -> bool {
         !self.inner.writable
@@ -282,6 +294,79 @@ impl Log {
     /// For a writable one it changes nothing.
     pub fn refresh(&self) -> Result<()> {
         self.inner.refresh()
+    }
+
+    /// Blocks until the event at `position` is visible through this handle
+    /// (`Ok(true)`), or until `timeout` passes (`Ok(false)`; `None` waits for
+    /// ever). This is read-your-writes for another thread, and the way
+    /// subscriptions wait for new events without polling.
+    ///
+    /// A writable log wakes its waiters on every append. A read-only handle
+    /// cannot be told by the writing process, so it looks at the files
+    /// ([`Log::refresh`]) with pauses growing from 1 ms to 50 ms.
+    ///
+    /// ```
+    /// use chronolog::{Log, LogOptions, NewEvent};
+    /// use std::time::Duration;
+    ///
+    /// let directory = tempfile::tempdir()?;
+    /// let log = Log::open(directory.path(), LogOptions::default())?;
+    /// let writer = log.clone();
+    /// let thread = std::thread::spawn(move || writer.append(&NewEvent::new("s", "T", b"")));
+    /// assert!(log.wait_for(0, Some(Duration::from_secs(10)))?);
+    /// thread.join().expect("writer thread")?;
+    /// assert!(!log.wait_for(1, Some(Duration::from_millis(1)))?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait_for(&self, position: u64, timeout: Option<Duration>) -> Result<bool> {
+        self.wait_for_or_stop(position, timeout, &AtomicBool::new(false))
+    }
+
+    /// [`Log::wait_for`] that also returns `Ok(false)` once `stop` is set and
+    /// [`Log::wake_waiters`] is called (how a subscription or projection thread
+    /// is shut down without a timeout). A log put in its failed state returns
+    /// [`Error::Poisoned`] rather than waiting for events that cannot come.
+    pub fn wait_for_or_stop(&self, position: u64, timeout: Option<Duration>, stop: &AtomicBool) -> Result<bool> {
+        let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
+        let inner = &*self.inner;
+        let visible = || inner.published.read().next_position > position;
+        if inner.writable {
+            inner
+                .signal
+                .wait_until(deadline, || visible() || stop.load(Ordering::Acquire) || inner.poisoned.lock().is_some());
+            if visible() {
+                return Ok(true);
+            }
+            inner.check_poisoned()?;
+            return Ok(false);
+        }
+        let mut pause = Duration::from_millis(1);
+        loop {
+            if visible() {
+                return Ok(true);
+            }
+            if stop.load(Ordering::Acquire) {
+                return Ok(false);
+            }
+            inner.refresh()?;
+            if visible() {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|deadline| now >= deadline) {
+                return Ok(false);
+            }
+            let wake = now + pause;
+            let wake = deadline.map_or(wake, |deadline| deadline.min(wake));
+            inner.signal.wait_until(Some(wake), || stop.load(Ordering::Acquire));
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Wakes every thread blocked in [`Log::wait_for`] or
+    /// [`Log::wait_for_or_stop`] so that it checks its stop flag.
+    pub fn wake_waiters(&self) {
+        self.inner.signal.notify();
     }
 }
 

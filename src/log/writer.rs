@@ -156,6 +156,9 @@ impl Inner {
         }
         let target = state.next_position;
         drop(state);
+        // After the published guard is gone: a waiter reads it under the
+        // signal's lock.
+        self.signal.notify();
 
         if self.options.durability == Durability::Sync {
             self.sync_through(target)?;
@@ -335,6 +338,9 @@ impl Inner {
         if poisoned.is_none() {
             *poisoned = Some(error.to_string());
         }
+        drop(poisoned);
+        // Waiters must not sleep on for events that cannot come.
+        self.signal.notify();
     }
 
     pub(super) fn check_poisoned(&self) -> Result<()> {

@@ -18,7 +18,15 @@ use byteorder::{ByteOrder, LittleEndian};
 use crate::error::CorruptionKind;
 
 /// The on-disk format version written by this build.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+/// The oldest format version this build reads. Version 3 only added snapshot
+/// files, so segments, stream tables and indexes of version 2 read as they are.
+pub const FORMAT_VERSION_OLDEST_READABLE: u32 = 2;
+
+/// True for a format version this build can read.
+pub fn is_readable_format_version(version: u32) -> bool {
+    (FORMAT_VERSION_OLDEST_READABLE..=FORMAT_VERSION).contains(&version)
+}
 
 /// Magic number at the start of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"CHRNLSEG";
@@ -105,7 +113,7 @@ impl SegmentHeader {
             return Err((0, CorruptionKind::ChecksumMismatch { stored, computed }));
         }
         let version = LittleEndian::read_u32(&bytes[HEADER_VERSION_OFFSET..]);
-        if version != FORMAT_VERSION {
+        if !is_readable_format_version(version) {
             return Err((HEADER_VERSION_OFFSET as u64, CorruptionKind::UnsupportedVersion { found: version }));
         }
         if LittleEndian::read_u32(&bytes[HEADER_SIZE_OFFSET..]) != HEADER_SIZE as u32 {

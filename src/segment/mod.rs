@@ -14,7 +14,10 @@ use std::sync::Arc;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::storage::{self, Mapping, OpenMode, Storage, StorageFile};
 
-pub use layout::{SegmentFooter, SegmentHeader, FOOTER_SIZE, FORMAT_VERSION, HEADER_SIZE};
+pub use layout::{
+    is_readable_format_version, SegmentFooter, SegmentHeader, FOOTER_SIZE, FORMAT_VERSION,
+    FORMAT_VERSION_OLDEST_READABLE, HEADER_SIZE,
+};
 pub use scan::{scan, ScanEnd, ScanOutcome};
 
 /// File name extension of segment files.

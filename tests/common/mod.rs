@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod bank;
+
 use chronolog::{Durability, Event, Log, LogOptions, NewEvent};
 
 /// Small segments so that a few hundred events span several of them.

@@ -1,0 +1,277 @@
+//! Keeping a projection up to date: catch up from its checkpoint, then follow
+//! the log live on a thread of its own.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use super::projection::{fold, restore, save, Checkpoint, Projection, RebuildReport};
+use crate::error::{Error, Result};
+use crate::log::Log;
+use crate::snapshot::SnapshotStore;
+
+/// Events a runner folds between two snapshots of its state, unless told
+/// otherwise.
+pub const SNAPSHOT_EVERY_DEFAULT: u64 = 10_000;
+/// Events folded under one hold of the state's write lock: readers wait at
+/// most this long behind a catching-up runner.
+const CHUNK_EVENTS: u64 = 4096;
+
+/// A projection kept up to date on its own thread.
+///
+/// [`ProjectionRunner::start`] restores the latest usable snapshot, then the
+/// thread folds every event after its checkpoint and sleeps until the log
+/// grows (no polling while the log is idle). Every `snapshot_every` events and
+/// when stopped it saves state and checkpoint together in one snapshot.
+///
+/// ```
+/// # use chronolog::cqrs::{CodecError, Projection};
+/// # use chronolog::{EventRef, Log, LogOptions, NewEvent};
+/// # #[derive(Default)] struct Count(u64);
+/// # impl Projection for Count {
+/// #     const NAME: &'static str = "count";
+/// #     fn apply(&mut self, _: &EventRef<'_>) -> Result<(), CodecError> { self.0 += 1; Ok(()) }
+/// #     fn encode(&self) -> Result<Vec<u8>, CodecError> { Ok(self.0.to_le_bytes().to_vec()) }
+/// #     fn decode(b: &[u8]) -> Result<Self, CodecError> { Ok(Count(u64::from_le_bytes(b.try_into()?))) }
+/// # }
+/// use chronolog::cqrs::ProjectionRunner;
+/// use chronolog::snapshot::SnapshotStore;
+/// use std::time::Duration;
+///
+/// let directory = tempfile::tempdir()?;
+/// let log = Log::open(directory.path(), LogOptions::default())?;
+/// let (runner, _report) = ProjectionRunner::<Count>::start(&log, SnapshotStore::open(&log), 100)?;
+/// let appended = log.append(&NewEvent::new("s", "T", b""))?;
+/// // Read-your-writes: wait until the read model has seen the event.
+/// assert!(runner.wait_for(appended.position, Some(Duration::from_secs(10)))?);
+/// assert_eq!(runner.read(|count| count.0), 1);
+/// let count = runner.stop()?;
+/// assert_eq!(count.0, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ProjectionRunner<P: Projection> {
+    shared: Arc<Shared<P>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl<P: Projection> std::fmt::Debug for ProjectionRunner<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let progress = self.shared.progress.lock();
+        f.debug_struct("ProjectionRunner")
+            .field("name", &P::NAME)
+            .field("checkpoint", &progress.checkpoint.next_position)
+            .field("failure", &progress.failure)
+            .finish()
+    }
+}
+
+struct Shared<P> {
+    log: Log,
+    store: SnapshotStore,
+    snapshot_every: u64,
+    state: RwLock<P>,
+    progress: Mutex<Progress>,
+    progressed: Condvar,
+    stop: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Progress {
+    checkpoint: Checkpoint,
+    failure: Option<String>,
+    finished: bool,
+    snapshots_written: u64,
+    snapshot_error: Option<String>,
+}
+
+impl<P: Projection> ProjectionRunner<P> {
+    /// Restores `P` from its latest usable snapshot in `store` (or starts from
+    /// the beginning of the log), and starts the thread that catches up and
+    /// follows. `snapshot_every` events between snapshots (0: only when
+    /// stopped). The report says which snapshot was used and which were
+    /// skipped.
+    pub fn start(log: &Log, store: SnapshotStore, snapshot_every: u64) -> Result<(Self, RebuildReport)> {
+        let view = log.view();
+        let mut report = RebuildReport::default();
+        let (state, checkpoint) = restore::<P>(&store, &view, view.next_position(), &mut report)?;
+        let shared = Arc::new(Shared {
+            log: log.clone(),
+            store,
+            snapshot_every: if snapshot_every == 0 { u64::MAX } else { snapshot_every },
+            state: RwLock::new(state),
+            progress: Mutex::new(Progress {
+                checkpoint,
+                failure: None,
+                finished: false,
+                snapshots_written: 0,
+                snapshot_error: None,
+            }),
+            progressed: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        let thread = std::thread::Builder::new()
+            .name(format!("projection-{}", P::NAME))
+            .spawn({
+                let shared = Arc::clone(&shared);
+                move || run(&shared, checkpoint)
+            })
+            .map_err(|error| Error::io("spawn projection thread", log.directory(), error))?;
+        Ok((ProjectionRunner { shared, thread: Some(thread) }, report))
+    }
+
+    /// Reads the read model. It reflects every event before
+    /// [`ProjectionRunner::checkpoint`] at least.
+    pub fn read<R>(&self, read: impl FnOnce(&P) -> R) -> R {
+        read(&self.shared.state.read())
+    }
+
+    /// The next position the projection has not seen.
+    pub fn checkpoint(&self) -> u64 {
+        self.shared.progress.lock().checkpoint.next_position
+    }
+
+    /// Snapshots written since start.
+    pub fn snapshots_written(&self) -> u64 {
+        self.shared.progress.lock().snapshots_written
+    }
+
+    /// The last snapshot that failed to be written, if the latest attempt
+    /// failed (the runner goes on; the next snapshot tries again).
+    pub fn snapshot_error(&self) -> Option<String> {
+        self.shared.progress.lock().snapshot_error.clone()
+    }
+
+    /// Blocks until the projection has seen the event at `position`
+    /// (`Ok(true)`; read-your-writes after a command), or `timeout` passes
+    /// (`Ok(false)`). A failed projection returns [`Error::ProjectionFailed`].
+    pub fn wait_for(&self, position: u64, timeout: Option<Duration>) -> Result<bool> {
+        let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
+        let mut progress = self.shared.progress.lock();
+        loop {
+            if progress.checkpoint.next_position > position {
+                return Ok(true);
+            }
+            if let Some(message) = &progress.failure {
+                return Err(Error::ProjectionFailed { name: P::NAME.to_owned(), message: message.clone() });
+            }
+            if progress.finished {
+                return Ok(false);
+            }
+            match deadline {
+                Some(deadline) => {
+                    if self.shared.progressed.wait_until(&mut progress, deadline).timed_out() {
+                        return Ok(progress.checkpoint.next_position > position);
+                    }
+                }
+                None => self.shared.progressed.wait(&mut progress),
+            }
+        }
+    }
+
+    /// Stops the thread, saves a final snapshot when the state moved since the
+    /// last one, and returns the read model. Returns the error that stopped
+    /// the projection, if one did.
+    pub fn stop(mut self) -> Result<P> {
+        self.halt();
+        let progress = self.shared.progress.lock();
+        if let Some(message) = &progress.failure {
+            return Err(Error::ProjectionFailed { name: P::NAME.to_owned(), message: message.clone() });
+        }
+        drop(progress);
+        Ok(std::mem::take(&mut *self.shared.state.write()))
+    }
+
+    fn halt(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.log.wake_waiters();
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                let mut progress = self.shared.progress.lock();
+                progress.failure.get_or_insert_with(|| "the projection thread panicked".to_owned());
+            }
+        }
+    }
+}
+
+impl<P: Projection> Drop for ProjectionRunner<P> {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// The runner's thread.
+fn run<P: Projection>(shared: &Shared<P>, mut checkpoint: Checkpoint) {
+    let filter = P::filter();
+    let mut since_snapshot = 0u64;
+    let outcome = loop {
+        if shared.stop.load(Ordering::Acquire) {
+            break Ok(());
+        }
+        let view = shared.log.view();
+        let end = view.next_position();
+        if end < checkpoint.next_position {
+            break Err(format!(
+                "the log ends at {end}, before the projection's checkpoint {}: it was truncated; restart the projection to rebuild it",
+                checkpoint.next_position
+            ));
+        }
+        if checkpoint.next_position == end {
+            if let Err(error) = shared.log.wait_for_or_stop(end, None, &shared.stop) {
+                break Err(error.to_string());
+            }
+            continue;
+        }
+        let chunk_end = end.min(checkpoint.next_position.saturating_add(CHUNK_EVENTS));
+        let mut report = RebuildReport::default();
+        let mut state = shared.state.write();
+        let folded = fold(&mut *state, &mut checkpoint, &view, chunk_end, &filter, &mut report);
+        // Published while the state is still locked: whoever sees the new
+        // checkpoint and then reads sees the state that goes with it.
+        shared.progress.lock().checkpoint = checkpoint;
+        drop(state);
+        shared.progressed.notify_all();
+        if let Err(error) = folded {
+            break Err(match error {
+                Error::ProjectionFailed { message, .. } => message,
+                other => other.to_string(),
+            });
+        }
+        since_snapshot += report.events_read;
+        if since_snapshot >= shared.snapshot_every {
+            snapshot(shared, checkpoint);
+            since_snapshot = 0;
+        }
+    };
+    let mut progress = shared.progress.lock();
+    match outcome {
+        Ok(()) => {
+            drop(progress);
+            if since_snapshot > 0 {
+                snapshot(shared, checkpoint);
+            }
+            progress = shared.progress.lock();
+        }
+        Err(message) => progress.failure = Some(message),
+    }
+    progress.finished = true;
+    drop(progress);
+    shared.progressed.notify_all();
+}
+
+/// Saves state and checkpoint; a failure is recorded, not fatal (the events
+/// are in the log, and the next snapshot tries again).
+fn snapshot<P: Projection>(shared: &Shared<P>, checkpoint: Checkpoint) {
+    let synced = if shared.log.is_read_only() { Ok(()) } else { shared.log.sync() };
+    let saved = synced.and_then(|()| save(&shared.store, &*shared.state.read(), checkpoint));
+    let mut progress = shared.progress.lock();
+    match saved {
+        Ok(_) => {
+            progress.snapshots_written += 1;
+            progress.snapshot_error = None;
+        }
+        Err(error) => progress.snapshot_error = Some(error.to_string()),
+    }
+}

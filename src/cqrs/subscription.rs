@@ -1,0 +1,155 @@
+//! Subscriptions: every event from a point on, catch-up then live.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::Result;
+use crate::log::{Event, Filter, Log};
+
+/// Events copied out of the log per refill of a subscription's buffer.
+const BATCH_EVENTS: usize = 256;
+
+/// Every event that passes a filter, from a position or a time on: first
+/// those already in the log (catch-up), then new ones as they are appended
+/// (live), waiting on the log's signal rather than polling.
+///
+/// ```
+/// use chronolog::cqrs::Subscription;
+/// use chronolog::{Filter, Log, LogOptions, NewEvent};
+/// use std::time::Duration;
+///
+/// let directory = tempfile::tempdir()?;
+/// let log = Log::open(directory.path(), LogOptions::default())?;
+/// log.append(&NewEvent::new("cart-1", "Added", b"apple"))?;
+/// let mut subscription = Subscription::from_position(&log, 0, Filter::default().stream_prefix("cart-"));
+///
+/// let writer = log.clone();
+/// std::thread::spawn(move || writer.append(&NewEvent::new("cart-2", "Added", b"pear")));
+/// let wait = Some(Duration::from_secs(10));
+/// assert_eq!(subscription.next_timeout(wait)?.map(|e| e.payload), Some(b"apple".to_vec()));
+/// assert_eq!(subscription.next_timeout(wait)?.map(|e| e.payload), Some(b"pear".to_vec()));
+/// assert_eq!(subscription.next_timeout(Some(Duration::from_millis(1)))?, None);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Subscription {
+    log: Log,
+    filter: Filter,
+    /// Next position to read.
+    next: u64,
+    buffer: VecDeque<Event>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Stops a [`Subscription`] from another thread: its blocked
+/// [`Subscription::next_timeout`] returns `Ok(None)` and its iterator ends.
+#[derive(Debug, Clone)]
+pub struct SubscriptionStopper {
+    log: Log,
+    stop: Arc<AtomicBool>,
+}
+
+impl SubscriptionStopper {
+    /// Stops the subscription.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.log.wake_waiters();
+    }
+}
+
+impl Subscription {
+    /// From `position` on (positions before the log's first are skipped: they
+    /// were purged).
+    pub fn from_position(log: &Log, position: u64, filter: Filter) -> Subscription {
+        Subscription {
+            log: log.clone(),
+            filter,
+            next: position,
+            buffer: VecDeque::new(),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// From the first event whose timestamp is at or after `timestamp_ns`.
+    pub fn from_time(log: &Log, timestamp_ns: u64, filter: Filter) -> Result<Subscription> {
+        let view = log.view();
+        let start = match timestamp_ns.checked_sub(1) {
+            None => view.first_position(),
+            Some(before) => view.position_at(before)?.map_or(view.first_position(), |p| p + 1),
+        };
+        Ok(Subscription::from_position(log, start, filter))
+    }
+
+    /// From the end of the log: only events appended from now on.
+    pub fn live(log: &Log, filter: Filter) -> Subscription {
+        Subscription::from_position(log, log.next_position(), filter)
+    }
+
+    /// The next position the subscription will look at.
+    pub fn position(&self) -> u64 {
+        self.buffer.front().map_or(self.next, |event| event.position)
+    }
+
+    /// A handle that stops this subscription from another thread.
+    pub fn stopper(&self) -> SubscriptionStopper {
+        SubscriptionStopper { log: self.log.clone(), stop: Arc::clone(&self.stop) }
+    }
+
+    /// The next event, waiting at most `timeout` for one to be appended
+    /// (`None`: for ever). `Ok(None)` when the time is up or the subscription
+    /// was stopped.
+    pub fn next_timeout(&mut self, timeout: Option<Duration>) -> Result<Option<Event>> {
+        let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                return Ok(Some(event));
+            }
+            if self.stop.load(Ordering::Acquire) {
+                return Ok(None);
+            }
+            let view = self.log.view();
+            let end = view.next_position();
+            if self.next < end {
+                let start = self.next.max(view.first_position());
+                let mut scanned = start;
+                for event in view.iter_range(start, end) {
+                    let event = event?;
+                    scanned = event.position + 1;
+                    if self.filter.matches(event.stream, event.event_type) {
+                        self.buffer.push_back(event.to_event());
+                        if self.buffer.len() >= BATCH_EVENTS {
+                            break;
+                        }
+                    }
+                }
+                self.next = scanned;
+                continue;
+            }
+            let remaining = match deadline {
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(remaining) => Some(remaining),
+                    None => return Ok(None),
+                },
+                None => None,
+            };
+            if !self.log.wait_for_or_stop(self.next, remaining, &self.stop)? && deadline.is_some() {
+                // Woken without the event: by the timeout, or by `stop`, which
+                // the top of the loop checks.
+                if self.stop.load(Ordering::Acquire) || deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+impl Iterator for Subscription {
+    type Item = Result<Event>;
+
+    /// Blocks until the next event; ends when stopped.
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_timeout(None).transpose()
+    }
+}

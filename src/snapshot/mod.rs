@@ -1,0 +1,605 @@
+//! Snapshot files: a state (an aggregate's, a read model's) saved with the log
+//! position it reflects, so that rebuilding starts from the latest snapshot at
+//! or before the target point instead of from event zero.
+//!
+//! Snapshots live beside the log, in `<log directory>/snapshots/`, one folder
+//! per name, one file per snapshot named after the position it reflects. They
+//! are hints like the indexes: a damaged snapshot, one of another schema
+//! version, or one made from events the log no longer holds (after a
+//! truncation, or a power loss that took unsynced events) is skipped in favour
+//! of an older one, and every skip is reported in [`SnapshotLookup::skipped`].
+//!
+//! ```
+//! use chronolog::snapshot::{SnapshotBound, SnapshotMeta, SnapshotStore};
+//! use chronolog::{Log, LogOptions, NewEvent};
+//!
+//! let directory = tempfile::tempdir()?;
+//! let log = Log::open(directory.path(), LogOptions::default())?;
+//! let appended = log.append(&NewEvent::new("counter", "Incremented", b""))?;
+//!
+//! let store = SnapshotStore::open(&log);
+//! let meta = SnapshotMeta {
+//!     name: "counter".into(),
+//!     next_position: appended.position + 1,
+//!     timestamp_ns: appended.timestamp_ns,
+//!     version: 1,
+//!     schema_version: 1,
+//! };
+//! store.write(&meta, b"1")?;
+//!
+//! let found = store.find("counter", SnapshotBound::Latest, 1, &log.view())?;
+//! let snapshot = found.snapshot.expect("a snapshot");
+//! assert_eq!(snapshot.payload(), b"1");
+//! assert!(found.skipped.is_empty());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod file;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use byteorder::{ByteOrder, LittleEndian};
+
+use crate::error::{Error, Result};
+use crate::log::{Log, LogView};
+use crate::naming;
+use crate::storage::{self, FileBytes, OpenMode, Storage};
+
+pub use file::{SnapshotMeta, SNAPSHOT_HEADER_SIZE, SNAPSHOT_NAME_MAX};
+
+/// The folder of a log directory that holds its snapshots.
+pub const SNAPSHOTS_FOLDER: &str = "snapshots";
+/// Extension of snapshot files.
+pub const SNAPSHOT_EXTENSION: &str = "snap";
+/// How many snapshots per name a store keeps unless told otherwise.
+pub const KEEP_LAST_DEFAULT: usize = 3;
+/// Files at least this large are mapped rather than read into memory.
+const MAP_THRESHOLD_BYTES: u64 = 64 * 1024;
+
+/// Which snapshots a lookup may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotBound {
+    /// The newest one.
+    Latest,
+    /// Those reflecting no event at or after this position
+    /// (`next_position <= end`).
+    Before(u64),
+    /// Those whose last reflected event is not newer than this timestamp
+    /// (`timestamp_ns <= t`).
+    AtOrBeforeTime(u64),
+}
+
+/// A snapshot read and checked: its description and its payload.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// What the snapshot says about itself.
+    pub meta: SnapshotMeta,
+    /// The file it was read from.
+    pub path: PathBuf,
+    bytes: FileBytes,
+    payload: std::ops::Range<usize>,
+}
+
+impl Snapshot {
+    /// The saved state, as the application encoded it.
+    pub fn payload(&self) -> &[u8] {
+        &self.bytes[self.payload.clone()]
+    }
+}
+
+/// Why a snapshot was passed over.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// The file is damaged (or could not be read): the error says where.
+    Damaged(Error),
+    /// Made by another version of the application's state encoding.
+    SchemaVersion {
+        /// Schema version in the file.
+        found: u32,
+        /// Schema version the caller expects.
+        expected: u32,
+    },
+    /// The file holds a snapshot of another name (two names whose folders
+    /// collide, or a file moved by hand).
+    OtherName {
+        /// The name in the file.
+        found: String,
+    },
+    /// It reflects events the log does not hold (they were truncated, or lost
+    /// to a power loss before they were synced).
+    AheadOfLog {
+        /// The snapshot's next position.
+        next_position: u64,
+        /// The log's next position.
+        log_next_position: u64,
+    },
+    /// The log's event at the snapshot's last position is not the one it was
+    /// made from (the log was truncated and written again).
+    Diverged {
+        /// Position of the snapshot's last reflected event.
+        position: u64,
+        /// Timestamp the snapshot recorded for it.
+        snapshot_timestamp_ns: u64,
+        /// Timestamp of the log's event there.
+        log_timestamp_ns: u64,
+    },
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkipReason::Damaged(error) => write!(f, "damaged: {error}"),
+            SkipReason::SchemaVersion { found, expected } => {
+                write!(f, "schema version {found}, expected {expected}")
+            }
+            SkipReason::OtherName { found } => write!(f, "holds a snapshot of {found:?}"),
+            SkipReason::AheadOfLog { next_position, log_next_position } => {
+                write!(f, "reflects events up to {next_position}, the log ends at {log_next_position}")
+            }
+            SkipReason::Diverged { position, snapshot_timestamp_ns, log_timestamp_ns } => write!(
+                f,
+                "made from another event at position {position} (timestamp {snapshot_timestamp_ns}, log has {log_timestamp_ns})"
+            ),
+        }
+    }
+}
+
+/// A snapshot that a lookup passed over, and why.
+#[derive(Debug)]
+pub struct SkippedSnapshot {
+    /// The snapshot file.
+    pub path: PathBuf,
+    /// Why it was not used.
+    pub reason: SkipReason,
+}
+
+/// What a lookup found: the snapshot to start from (none: replay from the
+/// start) and every newer candidate it had to pass over.
+#[derive(Debug, Default)]
+pub struct SnapshotLookup {
+    /// The newest usable snapshot within the bound.
+    pub snapshot: Option<Snapshot>,
+    /// Candidates within the bound that were newer but unusable, newest first.
+    pub skipped: Vec<SkippedSnapshot>,
+}
+
+/// One snapshot file as listed: its description, or why it cannot be read.
+#[derive(Debug)]
+pub struct SnapshotEntry {
+    /// The file.
+    pub path: PathBuf,
+    /// Size of the file in bytes.
+    pub file_bytes: u64,
+    /// The decoded header (`Err`: the file is damaged).
+    pub meta: Result<SnapshotMeta>,
+}
+
+/// The snapshots of one log directory.
+#[derive(Debug, Clone)]
+pub struct SnapshotStore {
+    root: PathBuf,
+    storage: Arc<dyn Storage>,
+    keep_last: usize,
+}
+
+/// Distinguishes the temporary files of concurrent writes in this process.
+static TEMPORARY_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl SnapshotStore {
+    /// The snapshot store of `log`'s directory, through the log's storage.
+    /// Keeps the last [`KEEP_LAST_DEFAULT`] snapshots per name. Nothing is
+    /// created on disk until the first write.
+    pub fn open(log: &Log) -> SnapshotStore {
+        SnapshotStore::at(log.directory(), log.storage())
+    }
+
+    /// The snapshot store of the log directory `log_directory`, through
+    /// `storage` (for tools that do not open the log).
+    pub fn at(log_directory: &Path, storage: Arc<dyn Storage>) -> SnapshotStore {
+        SnapshotStore { root: log_directory.join(SNAPSHOTS_FOLDER), storage, keep_last: KEEP_LAST_DEFAULT }
+    }
+
+    /// Keeps the newest `keep_last` snapshots of each name (at least 1) and
+    /// deletes older ones after each write.
+    pub fn keep_last(mut self, keep_last: usize) -> SnapshotStore {
+        self.keep_last = keep_last.max(1);
+        self
+    }
+
+    /// The number of snapshots kept per name.
+    pub fn kept_per_name(&self) -> usize {
+        self.keep_last
+    }
+
+    /// The folder holding the snapshots.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Writes a snapshot atomically (temporary file, fsync, rename, fsync of the
+    /// folder), replacing one of the same name and position, then deletes the
+    /// name's snapshots beyond the newest [`SnapshotStore::keep_last`]. Returns
+    /// the file's path. An error from the clean-up comes after the new
+    /// snapshot is durable; an error before leaves the older snapshots as they
+    /// were. One writer per name at a time.
+    pub fn write(&self, meta: &SnapshotMeta, payload: &[u8]) -> Result<PathBuf> {
+        check_name(&meta.name)?;
+        let folder = self.folder(&meta.name);
+        self.create_folder(&folder)?;
+        let path = folder.join(naming::numbered(meta.next_position, SNAPSHOT_EXTENSION));
+        let temporary = folder.join(format!(
+            "{}.tmp-{}-{}",
+            naming::numbered(meta.next_position, SNAPSHOT_EXTENSION),
+            std::process::id(),
+            TEMPORARY_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let bytes = file::encode(meta, payload);
+        let written = write_new(&*self.storage, &temporary, &bytes)
+            .and_then(|()| self.storage.rename(&temporary, &path))
+            .and_then(|()| self.storage.sync_dir(&folder));
+        if let Err(error) = written {
+            // Best effort: the temporary is garbage whatever happened.
+            let _ = self.storage.remove_file(&temporary);
+            return Err(Error::io("write snapshot", &path, error));
+        }
+        self.apply_retention(&meta.name, &folder)?;
+        Ok(path)
+    }
+
+    /// The newest snapshot of `name` within `bound` that is intact, of
+    /// `schema_version`, and made from events `view` still holds; with every
+    /// newer candidate it passed over. Candidates are read whole and checked
+    /// newest first until one is usable; under a time bound, those whose
+    /// header says they are newer than the bound are passed over unread.
+    pub fn find(
+        &self,
+        name: &str,
+        bound: SnapshotBound,
+        schema_version: u32,
+        view: &LogView,
+    ) -> Result<SnapshotLookup> {
+        let mut lookup = SnapshotLookup::default();
+        let folder = self.folder(name);
+        for (next_position, path) in self.positions(&folder)? {
+            let mut skip = |reason| lookup.skipped.push(SkippedSnapshot { path: path.clone(), reason });
+            if next_position > view.next_position() {
+                // Unusable for any query: made from events the log lost or
+                // cut. Reported, so that a truncation's effect is visible.
+                skip(SkipReason::AheadOfLog { next_position, log_next_position: view.next_position() });
+                continue;
+            }
+            if let SnapshotBound::Before(end) = bound {
+                if next_position > end {
+                    continue;
+                }
+            }
+            if let SnapshotBound::AtOrBeforeTime(time) = bound {
+                // Judged by the header alone; a damaged header that claims a
+                // later time only makes the lookup use an older snapshot.
+                if peek_timestamp(&*self.storage, &path).is_some_and(|timestamp| timestamp > time) {
+                    continue;
+                }
+            }
+            let snapshot = match read_snapshot(&*self.storage, &path) {
+                Ok(snapshot) => snapshot,
+                Err(error) => {
+                    skip(SkipReason::Damaged(error));
+                    continue;
+                }
+            };
+            let meta = &snapshot.meta;
+            if meta.next_position != next_position {
+                let kind = crate::error::CorruptionKind::InvalidField { field: "next_position (file name)" };
+                let offset = file::SNAPSHOT_NEXT_POSITION_OFFSET as u64;
+                skip(SkipReason::Damaged(Error::corrupted(&path, offset, kind)));
+                continue;
+            }
+            if meta.name != name {
+                skip(SkipReason::OtherName { found: meta.name.clone() });
+                continue;
+            }
+            if let SnapshotBound::AtOrBeforeTime(time) = bound {
+                if meta.timestamp_ns > time {
+                    continue;
+                }
+            }
+            if meta.schema_version != schema_version {
+                skip(SkipReason::SchemaVersion { found: meta.schema_version, expected: schema_version });
+                continue;
+            }
+            if let Some(reason) = check_against_log(meta, view)? {
+                skip(reason);
+                continue;
+            }
+            lookup.snapshot = Some(snapshot);
+            break;
+        }
+        Ok(lookup)
+    }
+
+    /// Every snapshot of `name`, newest first.
+    pub fn list(&self, name: &str) -> Result<Vec<SnapshotEntry>> {
+        let folder = self.folder(name);
+        self.positions(&folder)?.into_iter().map(|(_, path)| self.entry(path)).collect()
+    }
+
+    /// Every snapshot file under the store, by folder, newest first within
+    /// each. Each is read whole and checked.
+    pub fn list_all(&self) -> Result<Vec<SnapshotEntry>> {
+        let mut folders = match self.storage.list_dir(&self.root) {
+            Ok(names) => names,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(Error::io("list directory", &self.root, error)),
+        };
+        folders.sort_unstable();
+        let mut entries = Vec::new();
+        for folder in folders {
+            let folder = self.root.join(folder);
+            for (_, path) in self.positions(&folder)? {
+                entries.push(self.entry(path)?);
+            }
+        }
+        Ok(entries)
+    }
+
+    fn entry(&self, path: PathBuf) -> Result<SnapshotEntry> {
+        let file_bytes = match self.storage.open(&path, OpenMode::ReadOnly).and_then(|file| file.len()) {
+            Ok(length) => length,
+            Err(error) => return Err(Error::io("open snapshot", &path, error)),
+        };
+        let meta = read_snapshot(&*self.storage, &path).map(|snapshot| snapshot.meta);
+        Ok(SnapshotEntry { path, file_bytes, meta })
+    }
+
+    /// The folder of a name: readable characters of the name, then a hash of
+    /// the whole name (names may be long and hold any character; the file
+    /// itself records the exact name).
+    fn folder(&self, name: &str) -> PathBuf {
+        self.root.join(folder_name(name))
+    }
+
+    fn create_folder(&self, folder: &Path) -> Result<()> {
+        if self.storage.exists(folder).map_err(|e| Error::io("stat", folder, e))? {
+            return Ok(());
+        }
+        let root_existed = self.storage.exists(&self.root).map_err(|e| Error::io("stat", &self.root, e))?;
+        self.storage.create_dir_all(folder).map_err(|e| Error::io("create directory", folder, e))?;
+        // The new folders' names must be durable before a snapshot in them is.
+        self.storage.sync_dir(&self.root).map_err(|e| Error::io("sync directory", &self.root, e))?;
+        if !root_existed {
+            let parent = storage::parent_of(&self.root);
+            self.storage.sync_dir(parent).map_err(|e| Error::io("sync directory", parent, e))?;
+        }
+        Ok(())
+    }
+
+    /// Snapshot files of a folder, newest (highest position) first; a folder
+    /// that does not exist has none.
+    fn positions(&self, folder: &Path) -> Result<Vec<(u64, PathBuf)>> {
+        let names = match self.storage.list_dir(folder) {
+            Ok(names) => names,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(Error::io("list directory", folder, error)),
+        };
+        let mut positions: Vec<(u64, PathBuf)> = names
+            .iter()
+            .filter_map(|name| naming::parse_numbered(name, SNAPSHOT_EXTENSION).map(|p| (p, folder.join(name))))
+            .collect();
+        positions.sort_unstable_by_key(|&(position, _)| std::cmp::Reverse(position));
+        Ok(positions)
+    }
+
+    fn apply_retention(&self, name: &str, folder: &Path) -> Result<()> {
+        let names = self.storage.list_dir(folder).map_err(|e| Error::io("list directory", folder, e))?;
+        let own_prefix = format!("-{}-", std::process::id());
+        // Temporaries of other (dead or concurrent) processes are left to them
+        // unless stale: only one writer per name is supported, so another
+        // process's temporary is a crash's leftover.
+        let mut removed = 0usize;
+        for entry in names.iter().filter(|entry| entry.contains(".tmp-") && !entry.contains(&own_prefix)) {
+            let path = folder.join(entry);
+            self.storage.remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+            removed += 1;
+        }
+        let positions = self.positions(folder)?;
+        for (_, path) in positions.iter().skip(self.keep_last) {
+            // Only files of this name: a colliding name's snapshots are not ours to drop.
+            if peek_name_matches(&*self.storage, path, name) == Some(false) {
+                continue;
+            }
+            self.storage.remove_file(path).map_err(|e| Error::io("remove", path, e))?;
+            removed += 1;
+        }
+        if removed > 0 {
+            self.storage.sync_dir(folder).map_err(|e| Error::io("sync directory", folder, e))?;
+        }
+        Ok(())
+    }
+
+    /// Checks every snapshot file; returns the problems found (empty: clean).
+    pub fn verify(&self) -> Result<Vec<Error>> {
+        Ok(self.list_all()?.into_iter().filter_map(|entry| entry.meta.err()).collect())
+    }
+}
+
+/// Checks a snapshot name's length.
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > SNAPSHOT_NAME_MAX {
+        return Err(Error::InvalidSnapshotName { length: name.len(), limit: SNAPSHOT_NAME_MAX });
+    }
+    Ok(())
+}
+
+/// `<up to 48 readable characters>-<16 hex digits of FNV-1a 64 of the name>`.
+pub fn folder_name(name: &str) -> String {
+    let readable: String = name
+        .chars()
+        .take(48)
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    format!("{readable}-{:016x}", fnv1a64(name.as_bytes()))
+}
+
+/// FNV-1a, 64 bits: tiny, and stable across builds (unlike std's hasher),
+/// which a name on disk needs.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+fn write_new(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let file = storage.open(path, OpenMode::CreateNew)?;
+    file.write_all_at(bytes, 0)?;
+    file.sync_data()
+}
+
+/// Reads and checks a whole snapshot file.
+pub fn read_snapshot(storage: &dyn Storage, path: &Path) -> Result<Snapshot> {
+    let file = storage.open(path, OpenMode::ReadOnly).map_err(|e| Error::io("open snapshot", path, e))?;
+    let length = file.len().map_err(|e| Error::io("stat", path, e))?;
+    let bytes = if length >= MAP_THRESHOLD_BYTES {
+        // SIGBUS-safe: snapshot files are never written in place after their
+        // rename, only replaced or unlinked, which leaves a live map intact.
+        FileBytes::Mapped(file.map().map_err(|e| Error::io("map snapshot", path, e))?)
+    } else {
+        let mut bytes = vec![0u8; length as usize];
+        file.read_exact_at(&mut bytes, 0).map_err(|e| Error::io("read snapshot", path, e))?;
+        FileBytes::Owned(bytes)
+    };
+    let (meta, payload) = file::decode(&bytes).map_err(|(offset, kind)| Error::corrupted(path, offset, kind))?;
+    Ok(Snapshot { meta, path: path.to_path_buf(), bytes, payload })
+}
+
+/// The header of a snapshot file, if it can be read and has the right magic.
+fn peek_header(storage: &dyn Storage, path: &Path) -> Option<[u8; SNAPSHOT_HEADER_SIZE]> {
+    let file = storage.open(path, OpenMode::ReadOnly).ok()?;
+    let mut header = [0u8; SNAPSHOT_HEADER_SIZE];
+    file.read_exact_at(&mut header, 0).ok()?;
+    (header[..file::SNAPSHOT_MAGIC.len()] == file::SNAPSHOT_MAGIC).then_some(header)
+}
+
+fn peek_timestamp(storage: &dyn Storage, path: &Path) -> Option<u64> {
+    peek_header(storage, path).map(|header| LittleEndian::read_u64(&header[file::SNAPSHOT_TIMESTAMP_OFFSET..]))
+}
+
+fn peek_name_matches(storage: &dyn Storage, path: &Path, name: &str) -> Option<bool> {
+    let header = peek_header(storage, path)?;
+    let length = usize::from(LittleEndian::read_u16(&header[file::SNAPSHOT_NAME_LENGTH_OFFSET..]));
+    if length != name.len() {
+        return Some(false);
+    }
+    let file = storage.open(path, OpenMode::ReadOnly).ok()?;
+    let mut stored = vec![0u8; length];
+    file.read_exact_at(&mut stored, SNAPSHOT_HEADER_SIZE as u64).ok()?;
+    Some(stored == name.as_bytes())
+}
+
+/// Whether the log still holds the events a snapshot was made from: its last
+/// reflected event must exist (unless purged) with the recorded timestamp.
+fn check_against_log(meta: &SnapshotMeta, view: &LogView) -> Result<Option<SkipReason>> {
+    let Some(last) = meta.next_position.checked_sub(1) else {
+        return Ok(None);
+    };
+    if meta.next_position > view.next_position() {
+        let reason =
+            SkipReason::AheadOfLog { next_position: meta.next_position, log_next_position: view.next_position() };
+        return Ok(Some(reason));
+    }
+    if last < view.first_position() {
+        // Purged: nothing left to compare with, and a purge never rewrites.
+        return Ok(None);
+    }
+    match view.get(last)? {
+        Some(event) if event.timestamp_ns == meta.timestamp_ns => Ok(None),
+        Some(event) => Ok(Some(SkipReason::Diverged {
+            position: last,
+            snapshot_timestamp_ns: meta.timestamp_ns,
+            log_timestamp_ns: event.timestamp_ns,
+        })),
+        None => Ok(Some(SkipReason::AheadOfLog {
+            next_position: meta.next_position,
+            log_next_position: view.next_position(),
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LogOptions, NewEvent};
+
+    fn meta(name: &str, next_position: u64, timestamp_ns: u64) -> SnapshotMeta {
+        SnapshotMeta { name: name.into(), next_position, timestamp_ns, version: next_position, schema_version: 1 }
+    }
+
+    fn log_with(events: u64) -> (tempfile::TempDir, Log, Vec<u64>) {
+        let directory = tempfile::tempdir().unwrap();
+        let log = Log::open(directory.path(), LogOptions::default()).unwrap();
+        let timestamps = (0..events)
+            .map(|i| log.append(&NewEvent::new("s", "T", b"").with_timestamp_ns(1000 + i * 10)).unwrap().timestamp_ns)
+            .collect();
+        (directory, log, timestamps)
+    }
+
+    #[test]
+    fn finds_the_newest_within_each_bound_and_keeps_the_last_n() {
+        let (_directory, log, timestamps) = log_with(10);
+        let store = SnapshotStore::open(&log).keep_last(3);
+        for next in [2u64, 4, 6, 8] {
+            let ts = timestamps[next as usize - 1];
+            store.write(&meta("agg", next, ts), next.to_string().as_bytes()).unwrap();
+        }
+        assert_eq!(store.list("agg").unwrap().len(), 3, "the oldest was deleted");
+        let view = log.view();
+        let found = |bound| store.find("agg", bound, 1, &view).unwrap().snapshot.map(|s| s.meta.next_position);
+        assert_eq!(found(SnapshotBound::Latest), Some(8));
+        assert_eq!(found(SnapshotBound::Before(7)), Some(6));
+        assert_eq!(found(SnapshotBound::Before(3)), None, "2 was deleted by retention");
+        assert_eq!(found(SnapshotBound::AtOrBeforeTime(timestamps[5])), Some(6));
+        assert_eq!(found(SnapshotBound::AtOrBeforeTime(timestamps[5] - 1)), Some(4));
+        assert_eq!(store.find("other", SnapshotBound::Latest, 1, &view).unwrap().snapshot.map(|s| s.meta), None);
+    }
+
+    #[test]
+    fn damaged_wrong_schema_and_ahead_of_log_snapshots_are_skipped_and_reported() {
+        let (_directory, log, timestamps) = log_with(10);
+        let store = SnapshotStore::open(&log).keep_last(10);
+        store.write(&meta("agg", 3, timestamps[2]), b"three").unwrap();
+        store.write(&SnapshotMeta { schema_version: 2, ..meta("agg", 5, timestamps[4]) }, b"five").unwrap();
+        let damaged = store.write(&meta("agg", 7, timestamps[6]), b"seven").unwrap();
+        store.write(&meta("agg", 9, timestamps[8] + 1), b"nine, diverged").unwrap();
+        store.write(&meta("agg", 12, 5000), b"twelve, ahead").unwrap();
+        let mut bytes = std::fs::read(&damaged).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&damaged, bytes).unwrap();
+
+        let lookup = store.find("agg", SnapshotBound::Latest, 1, &log.view()).unwrap();
+        assert_eq!(lookup.snapshot.as_ref().map(|s| s.payload()), Some(&b"three"[..]));
+        let reasons: Vec<String> = lookup.skipped.iter().map(|s| s.reason.to_string()).collect();
+        assert_eq!(reasons.len(), 4, "{reasons:?}");
+        assert!(matches!(lookup.skipped[0].reason, SkipReason::AheadOfLog { next_position: 12, .. }));
+        assert!(matches!(lookup.skipped[1].reason, SkipReason::Diverged { position: 8, .. }));
+        let SkipReason::Damaged(Error::Corrupted { path, .. }) = &lookup.skipped[2].reason else {
+            panic!("expected a corruption, got {:?}", lookup.skipped[2].reason);
+        };
+        assert_eq!(path, &damaged);
+        assert!(matches!(lookup.skipped[3].reason, SkipReason::SchemaVersion { found: 2, expected: 1 }));
+        assert_eq!(store.verify().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn names_are_checked_and_folders_are_stable() {
+        let (_directory, log, _) = log_with(1);
+        let store = SnapshotStore::open(&log);
+        assert!(matches!(store.write(&meta("", 0, 0), b""), Err(Error::InvalidSnapshotName { .. })));
+        let long = "x".repeat(SNAPSHOT_NAME_MAX + 1);
+        assert!(matches!(store.write(&meta(&long, 0, 0), b""), Err(Error::InvalidSnapshotName { .. })));
+        let folder = folder_name("account/7 é");
+        assert_eq!(folder, format!("account_7__-{:016x}", fnv1a64("account/7 é".as_bytes())));
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c, "the published FNV-1a 64 test vector");
+    }
+}

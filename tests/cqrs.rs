@@ -1,0 +1,465 @@
+//! Checks the CQRS layer's promises against brute force: an aggregate loaded
+//! from a snapshot plus its stream's tail equals a full replay, and so does
+//! every as-of load and as-of read model, for random histories and random
+//! points; a damaged or outdated snapshot falls back to an older one and is
+//! reported; commands retry on concurrency conflicts a bounded number of
+//! times; projections and subscriptions under concurrent writers see every
+//! event exactly once; a full disk during a snapshot damages nothing.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chronolog::cqrs::{
+    project_as_of, snapshot_projection_as_of, AggregateStore, AsOf, Codec, CodecError, CommandError, JsonCodec,
+    Projection, ProjectionRunner, Subscription,
+};
+use chronolog::snapshot::{SkipReason, SnapshotStore};
+use chronolog::storage::FaultyStorage;
+use chronolog::{Durability, Error, Filter, Log, LogOptions, NewEvent};
+use common::bank::*;
+use proptest::prelude::*;
+
+const WAIT: Option<Duration> = Some(Duration::from_secs(30));
+
+fn options() -> LogOptions {
+    LogOptions::default().segment_capacity_bytes(16 * 1024).durability(Durability::None)
+}
+
+fn accounts(log: &Log, every: u64) -> AggregateStore<Account, JsonCodec> {
+    AggregateStore::new(log, JsonCodec).snapshot_every(every).snapshot_store(SnapshotStore::open(log).keep_last(1000))
+}
+
+/// Every event of `stream` decoded, with its position and timestamp.
+fn stream_events(log: &Log, stream: &str) -> Vec<(u64, u64, AccountEvent)> {
+    let view = log.view();
+    let events = view.read_stream(stream, 0).unwrap();
+    events
+        .map(|e| {
+            let e = e.unwrap();
+            (e.position, e.timestamp_ns, serde_json::from_slice(e.payload).unwrap())
+        })
+        .collect()
+}
+
+fn command(kind: u8, amount: i64) -> AccountCommand {
+    match kind % 4 {
+        0 => AccountCommand::Open,
+        1 | 2 => AccountCommand::Deposit(amount),
+        _ => AccountCommand::Withdraw(amount),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Loads (now, as of positions, as of times) through snapshots equal
+    /// brute-force folds of the stream, with other streams interleaved and
+    /// commands the aggregate refuses mixed in.
+    #[test]
+    fn aggregate_from_snapshot_and_tail_equals_full_replay(
+        every in 1u64..6,
+        commands in prop::collection::vec((0usize..3, any::<u8>(), 1i64..50, any::<bool>()), 1..80),
+        probes in prop::collection::vec(any::<u64>(), 1..12),
+    ) {
+        let directory = tempfile::tempdir().unwrap();
+        let log = Log::open(directory.path(), options()).unwrap();
+        let store = accounts(&log, every);
+        for (account, kind, amount, noise) in commands {
+            let id = account.to_string();
+            match store.execute(&id, &command(kind, amount)) {
+                Ok(_) | Err(CommandError::Rejected(_)) => {}
+                Err(error) => panic!("execute: {error}"),
+            }
+            if noise {
+                log.append(&NewEvent::new("other-stream", "Noise", b"{}")).unwrap();
+            }
+        }
+        let next = log.next_position();
+        for account in 0..3 {
+            let id = account.to_string();
+            let events = stream_events(&log, &format!("account-{id}"));
+            let loaded = store.load(&id).unwrap();
+            prop_assert!(loaded.report.skipped.is_empty());
+            prop_assert_eq!(&loaded.state, &fold_account(events.iter().map(|e| &e.2)));
+            prop_assert_eq!(loaded.version, (events.len() as u64).checked_sub(1));
+            if events.len() as u64 >= every {
+                prop_assert!(loaded.report.snapshot.is_some(), "a snapshot was due");
+            }
+            for &probe in &probes {
+                let position = probe % (next + 2);
+                let expected = fold_account(events.iter().filter(|e| e.0 <= position).map(|e| &e.2));
+                let loaded = store.load_as_of(&id, AsOf::Position(position)).unwrap();
+                prop_assert_eq!(&loaded.state, &expected, "as of position {}", position);
+                let Some(&(_, time, _)) = events.get((probe % (events.len() as u64 + 1)) as usize) else { continue };
+                for time in [time - 1, time, time + 1] {
+                    let expected = fold_account(events.iter().filter(|e| e.1 <= time).map(|e| &e.2));
+                    let loaded = store.load_as_of(&id, AsOf::Time(time)).unwrap();
+                    prop_assert_eq!(&loaded.state, &expected, "as of time {}", time);
+                }
+            }
+        }
+    }
+
+    /// The balances read model as of random times and positions, with
+    /// snapshots of it at random points, equals a brute-force replay.
+    #[test]
+    fn projection_as_of_equals_brute_force(
+        operations in prop::collection::vec((0usize..4, 1i64..100), 1..120),
+        snapshot_at in prop::collection::vec(any::<u64>(), 0..6),
+        probes in prop::collection::vec(any::<u64>(), 1..10),
+    ) {
+        let directory = tempfile::tempdir().unwrap();
+        let log = Log::open(directory.path(), options()).unwrap();
+        let snapshots = SnapshotStore::open(&log).keep_last(100);
+        for (index, &(account, amount)) in operations.iter().enumerate() {
+            let stream = format!("account-{account}");
+            let event = if index < 4 { AccountEvent::Opened } else { AccountEvent::Deposited(amount) };
+            let payload = serde_json::to_vec(&event).unwrap();
+            log.append(&NewEvent::new(&stream, "Any", &payload)).unwrap();
+            if index % 5 == 0 {
+                log.append(&NewEvent::new("audit-1", "Noise", b"not json")).unwrap();
+            }
+        }
+        let next = log.next_position();
+        for &at in &snapshot_at {
+            snapshot_projection_as_of::<Balances>(&log, &snapshots, AsOf::Position(at % next)).unwrap();
+        }
+        let events = common::read_all(&log);
+        for &probe in &probes {
+            let position = probe % next;
+            let (state, report) = project_as_of::<Balances>(&log, &snapshots, AsOf::Position(position)).unwrap();
+            prop_assert!(report.skipped.is_empty());
+            prop_assert_eq!(&state, &brute_force_balances(&events, position + 1));
+            let time = events[position as usize].timestamp_ns;
+            let end = events.iter().filter(|e| e.timestamp_ns <= time).count() as u64;
+            let (state, _) = project_as_of::<Balances>(&log, &snapshots, AsOf::Time(time)).unwrap();
+            prop_assert_eq!(&state, &brute_force_balances(&events, end));
+        }
+    }
+}
+
+#[test]
+fn a_damaged_latest_snapshot_falls_back_to_an_older_one_and_says_so() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), options()).unwrap();
+    let store = accounts(&log, 3);
+    store.execute("7", &AccountCommand::Open).unwrap();
+    let mut newest = None;
+    for amount in 1..=7 {
+        if let Some(path) = store.execute("7", &AccountCommand::Deposit(amount)).unwrap().snapshot {
+            newest = Some(path);
+        }
+    }
+    let newest = newest.expect("snapshots after 3 and 6 events");
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(&newest, bytes).unwrap();
+
+    let loaded = store.load("7").unwrap();
+    assert_eq!(loaded.state, Account { opened: true, balance: 28, events: 8 });
+    assert_eq!(loaded.report.snapshot, Some((3, 3)), "the snapshot after 3 events");
+    assert_eq!(loaded.report.events_replayed, 5);
+    assert_eq!(loaded.report.skipped.len(), 1);
+    match &loaded.report.skipped[0].reason {
+        SkipReason::Damaged(Error::Corrupted { path, .. }) => assert_eq!(path, &newest),
+        other => panic!("expected a corruption report, got {other}"),
+    }
+
+    // Damage every snapshot: a full replay, every skip reported.
+    for entry in
+        SnapshotStore::open(&log).list(&AggregateStore::<Account, JsonCodec>::snapshot_name("account-7")).unwrap()
+    {
+        std::fs::write(&entry.path, b"garbage").unwrap();
+    }
+    let loaded = store.load("7").unwrap();
+    assert_eq!(loaded.state.balance, 28);
+    assert_eq!((loaded.report.snapshot, loaded.report.skipped.len(), loaded.report.events_replayed), (None, 2, 8));
+}
+
+/// The same account with a new state encoding: old snapshots are skipped.
+#[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct AccountV2(Account);
+
+impl chronolog::cqrs::Aggregate for AccountV2 {
+    type Event = AccountEvent;
+    type Command = AccountCommand;
+    type Error = AccountError;
+    const KIND: &'static str = "account";
+    const SCHEMA_VERSION: u32 = 2;
+    fn event_type(event: &AccountEvent) -> &'static str {
+        Account::event_type(event)
+    }
+    fn apply(&mut self, event: &AccountEvent) {
+        self.0.apply(event)
+    }
+    fn handle(&self, command: &AccountCommand) -> Result<Vec<AccountEvent>, AccountError> {
+        self.0.handle(command)
+    }
+}
+
+#[test]
+fn snapshots_of_another_schema_version_are_skipped_and_reported() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), options()).unwrap();
+    let v1 = accounts(&log, 2);
+    v1.execute("1", &AccountCommand::Open).unwrap();
+    v1.execute("1", &AccountCommand::Deposit(5)).unwrap();
+    let v2 = AggregateStore::<AccountV2, _>::new(&log, JsonCodec);
+    let loaded = v2.load("1").unwrap();
+    assert_eq!(loaded.state.0.balance, 5);
+    assert_eq!(loaded.report.snapshot, None);
+    assert!(matches!(
+        loaded.report.skipped[..],
+        [chronolog::snapshot::SkippedSnapshot { reason: SkipReason::SchemaVersion { found: 1, expected: 2 }, .. }]
+    ));
+}
+
+#[test]
+fn snapshots_of_truncated_events_are_not_used() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), options()).unwrap();
+    let store = accounts(&log, 2);
+    store.execute("1", &AccountCommand::Open).unwrap();
+    store.execute("1", &AccountCommand::Deposit(5)).unwrap(); // snapshot at 2 events
+    store.execute("1", &AccountCommand::Deposit(6)).unwrap();
+    store.execute("1", &AccountCommand::Deposit(7)).unwrap(); // snapshot at 4 events
+    log.truncate_after(1).unwrap();
+    let loaded = store.load("1").unwrap();
+    assert_eq!(loaded.state.balance, 5);
+    assert_eq!(loaded.report.snapshot, Some((2, 2)));
+    assert!(matches!(loaded.report.skipped[0].reason, SkipReason::AheadOfLog { next_position: 4, .. }));
+    // Written again after the cut: the old snapshot at 4 was made from other events.
+    store.execute("1", &AccountCommand::Deposit(100)).unwrap();
+    log.append(&NewEvent::new("account-1", "Deposited", br#"{"Deposited":1000}"#)).unwrap();
+    let loaded = store.load("1").unwrap();
+    assert_eq!(loaded.state.balance, 1105);
+    assert!(loaded.report.skipped.iter().any(|s| matches!(s.reason, SkipReason::Diverged { position: 3, .. })));
+}
+
+/// A codec that, while armed, appends a competing event to the stream just
+/// before the store appends: a concurrency conflict on demand.
+struct ConflictingCodec {
+    log: Log,
+    conflicts_left: AtomicU32,
+}
+
+impl Codec<AccountEvent> for ConflictingCodec {
+    fn encode(&self, value: &AccountEvent) -> Result<Vec<u8>, CodecError> {
+        if self.conflicts_left.load(Ordering::SeqCst) > 0 {
+            self.conflicts_left.fetch_sub(1, Ordering::SeqCst);
+            self.log.append(&NewEvent::new("account-1", "Deposited", br#"{"Deposited":1}"#))?;
+        }
+        JsonCodec.encode(value)
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<AccountEvent, CodecError> {
+        JsonCodec.decode(bytes)
+    }
+}
+
+impl Codec<Account> for ConflictingCodec {
+    fn encode(&self, value: &Account) -> Result<Vec<u8>, CodecError> {
+        JsonCodec.encode(value)
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<Account, CodecError> {
+        JsonCodec.decode(bytes)
+    }
+}
+
+#[test]
+fn commands_retry_conflicts_a_bounded_number_of_times() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), options()).unwrap();
+    let codec = ConflictingCodec { log: log.clone(), conflicts_left: AtomicU32::new(0) };
+    let store = AggregateStore::<Account, _>::new(&log, codec).max_attempts(3);
+    store.execute("1", &AccountCommand::Open).unwrap();
+
+    // Two conflicts, three attempts: the third wins, on top of both competitors.
+    let codec_conflicts = |n| {
+        // Reach the codec through a second store sharing nothing but the log.
+        ConflictingCodec { log: log.clone(), conflicts_left: AtomicU32::new(n) }
+    };
+    let store = AggregateStore::<Account, _>::new(&log, codec_conflicts(2)).max_attempts(3);
+    let executed = store.execute("1", &AccountCommand::Deposit(10)).unwrap();
+    assert_eq!(executed.attempts, 3);
+    assert_eq!(store.load("1").unwrap().state.balance, 12);
+
+    // Three conflicts, three attempts: the conflict is returned, nothing of ours written.
+    let store = AggregateStore::<Account, _>::new(&log, codec_conflicts(3)).max_attempts(3);
+    let before = log.next_position();
+    match store.execute("1", &AccountCommand::Deposit(10)) {
+        Err(CommandError::Store(Error::WrongExpectedVersion { stream, .. })) => assert_eq!(stream, "account-1"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(log.next_position(), before + 3, "only the three competing events");
+    assert_eq!(store.load("1").unwrap().state.balance, 15);
+    assert!(matches!(
+        store.execute("1", &AccountCommand::Withdraw(1000)),
+        Err(CommandError::Rejected(AccountError::InsufficientFunds))
+    ));
+}
+
+#[test]
+fn concurrent_commands_never_lose_an_update() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), options()).unwrap();
+    let store = Arc::new(accounts(&log, 5).max_attempts(10_000));
+    store.execute("shared", &AccountCommand::Open).unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    store.execute("shared", &AccountCommand::Deposit(1)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let loaded = store.load("shared").unwrap();
+    assert_eq!((loaded.state.balance, loaded.version), (200, Some(200)));
+}
+
+#[test]
+fn projections_and_subscriptions_under_concurrent_writers_see_every_event_once() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), options()).unwrap();
+    let store = SnapshotStore::open(&log);
+    let (runner, report) = ProjectionRunner::<Balances>::start(&log, store.clone(), 50).unwrap();
+    assert_eq!(report.snapshot, None);
+    let mut subscription = Subscription::from_position(&log, 0, <Balances as Projection>::filter());
+    let subscriber = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        while seen.len() < 4 * 300 {
+            let event = subscription.next_timeout(WAIT).unwrap().expect("an event within the wait");
+            seen.push(event.position);
+        }
+        seen
+    });
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let stream = format!("account-{writer}");
+                for i in 0..300i64 {
+                    let event = if i == 0 { AccountEvent::Opened } else { AccountEvent::Deposited(i) };
+                    let payload = serde_json::to_vec(&event).unwrap();
+                    log.append(&NewEvent::new(&stream, "Any", &payload)).unwrap();
+                    if i % 3 == 0 {
+                        log.append(&NewEvent::new("noise", "Noise", b"")).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let last = log.next_position() - 1;
+    assert!(runner.wait_for(last, WAIT).unwrap());
+    let events = common::read_all(&log);
+    let expected = brute_force_balances(&events, last + 1);
+    assert_eq!(runner.read(Clone::clone), expected);
+    assert!(runner.snapshots_written() > 0);
+
+    let seen = subscriber.join().unwrap();
+    let expected_positions: Vec<u64> =
+        events.iter().filter(|e| e.stream.starts_with("account-")).map(|e| e.position).collect();
+    assert_eq!(seen, expected_positions, "in order, each once");
+
+    // Stopping saves the final state; a new runner starts from it.
+    assert_eq!(runner.stop().unwrap(), expected);
+    let (runner, report) = ProjectionRunner::<Balances>::start(&log, store, 50).unwrap();
+    assert_eq!(report.snapshot, Some(last + 1));
+    assert_eq!(report.events_read, 0);
+    assert_eq!(runner.read(Clone::clone), expected);
+}
+
+#[test]
+fn subscriptions_start_at_a_time_and_stop_from_another_thread() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), options()).unwrap();
+    for time in [10u64, 20, 20, 30] {
+        log.append(&NewEvent::new("s", "T", &time.to_le_bytes()).with_timestamp_ns(time)).unwrap();
+    }
+    let mut subscription = Subscription::from_time(&log, 20, Filter::default()).unwrap();
+    assert_eq!(subscription.position(), 1);
+    let positions: Vec<u64> = (0..3).map(|_| subscription.next_timeout(WAIT).unwrap().unwrap().position).collect();
+    assert_eq!(positions, [1, 2, 3]);
+    let stopper = subscription.stopper();
+    let blocked = std::thread::spawn(move || subscription.next().map(|e| e.map(|e| e.position)));
+    std::thread::sleep(Duration::from_millis(20));
+    stopper.stop();
+    assert!(blocked.join().unwrap().is_none(), "a stopped subscription ends");
+}
+
+#[test]
+fn a_read_only_handle_follows_a_writer_in_another_handle() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), options()).unwrap();
+    let reader = Log::open_read_only(directory.path(), options()).unwrap();
+    let mut subscription = Subscription::from_position(&reader, 0, Filter::default());
+    let writer = std::thread::spawn(move || {
+        for i in 0..20u8 {
+            log.append(&NewEvent::new("s", "T", &[i])).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    let payloads: Vec<Vec<u8>> = (0..20).map(|_| subscription.next_timeout(WAIT).unwrap().unwrap().payload).collect();
+    writer.join().unwrap();
+    assert_eq!(payloads, (0..20u8).map(|i| vec![i]).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_full_disk_during_a_snapshot_loses_nothing() {
+    let directory = tempfile::tempdir().unwrap();
+    let storage = FaultyStorage::new();
+    let plan = storage.plan();
+    let log = Log::open(directory.path(), options().storage(Arc::new(storage))).unwrap();
+    let store = accounts(&log, 2);
+    store.execute("1", &AccountCommand::Open).unwrap();
+    let first = store.execute("1", &AccountCommand::Deposit(1)).unwrap();
+    assert!(first.snapshot.is_some());
+    store.execute("1", &AccountCommand::Deposit(2)).unwrap();
+    // Room for the events' bytes (the segment is preallocated) but not for a
+    // new snapshot file.
+    plan.limit_space(0);
+    let executed = store.execute("1", &AccountCommand::Deposit(3)).unwrap();
+    assert!(executed.snapshot.is_none());
+    assert!(matches!(executed.snapshot_error, Some(Error::StorageFull { .. })), "{:?}", executed.snapshot_error);
+    plan.heal();
+    let loaded = store.load("1").unwrap();
+    assert_eq!(loaded.state.balance, 6);
+    assert_eq!(loaded.report.snapshot, Some((2, 2)), "the older snapshot is intact");
+    assert!(loaded.report.skipped.is_empty(), "no half-written snapshot is visible");
+    let leftovers: Vec<_> = walk(&directory.path().join("snapshots"))
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(".tmp")))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files removed: {leftovers:?}");
+    // And the projection side: a runner whose snapshots fail keeps going.
+    plan.limit_space(0);
+    let (runner, _) = ProjectionRunner::<Balances>::start(&log, SnapshotStore::open(&log), 1).unwrap();
+    assert!(runner.wait_for(log.next_position() - 1, WAIT).unwrap());
+    assert_eq!(runner.read(|b| b.balances.get("account-1").copied()), Some(6));
+}
+
+fn walk(path: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(path) else { return Vec::new() };
+    entries
+        .flatten()
+        .flat_map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}
