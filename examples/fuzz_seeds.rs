@@ -1,7 +1,7 @@
 //! Writes the seed corpora of the fuzz targets from real files: a small log
 //! (4 KiB segments, several sealed) is written, and its records, segment
-//! header and footer, stream tables and segment indexes become seeds in
-//! `fuzz/seeds/<target>/`.
+//! header and footer, stream tables, segment indexes and two snapshot files
+//! become seeds in `fuzz/seeds/<target>/`.
 //!
 //! ```text
 //! cargo run --example fuzz_seeds
@@ -46,6 +46,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Some("streams") => write("stream_table", &name, &bytes)?,
             Some("idx") => write("segment_index", &name, &bytes)?,
             _ => {}
+        }
+    }
+    // Snapshot files: a small one and one with a long name and payload.
+    {
+        let log = Log::open(directory.path(), LogOptions::default())?;
+        let store = chronolog::snapshot::SnapshotStore::open(&log);
+        let next = log.next_position();
+        let timestamp_ns = log.last_timestamp_ns();
+        for (name, payload) in [("account-7", b"{\"balance\":10}".to_vec()), ("projection:balances", vec![7u8; 300])] {
+            let meta = chronolog::snapshot::SnapshotMeta {
+                name: name.to_owned(),
+                next_position: next,
+                timestamp_ns,
+                version: 3,
+                schema_version: 2,
+            };
+            let path = store.write(&meta, &payload)?;
+            write("snapshot_file", &name.replace(':', "_"), &std::fs::read(path)?)?;
         }
     }
     // Recovery scripts: six bytes per damage (file, operation, offset, value, length).
