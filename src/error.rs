@@ -166,6 +166,25 @@ pub enum Error {
         message: String,
     },
 
+    /// A state cannot be rebuilt: events it needs were purged and no usable
+    /// snapshot covers them. Rather than an answer missing events, this.
+    #[error("cannot rebuild {what}: events it needs were purged (the log starts at {first_position}) and no usable snapshot covers them")]
+    MissingHistory {
+        /// What was being rebuilt (`"stream account-7 from version 0"`).
+        what: String,
+        /// The log's first position.
+        first_position: u64,
+    },
+
+    /// The log was truncated under a reader that had already read past the
+    /// cut: the event at `position` is no longer the one it read. Start the
+    /// reader (subscription, projection) again from before the cut.
+    #[error("the log was truncated under a reader: the event at position {position} is no longer the one it read")]
+    LogRewritten {
+        /// The position whose event changed or vanished.
+        position: u64,
+    },
+
     /// A projection stopped because applying an event or saving its state
     /// failed; the message says why.
     #[error("projection {name} failed: {message}")]

@@ -447,6 +447,10 @@ fn a_full_disk_during_a_snapshot_loses_nothing() {
     let (runner, _) = ProjectionRunner::<Balances>::start(&log, SnapshotStore::open(&log), 1).unwrap();
     assert!(runner.wait_for(log.next_position() - 1, WAIT).unwrap());
     assert_eq!(runner.read(|b| b.balances.get("account-1").copied()), Some(6));
+    let balances = runner.stop().expect("a failed snapshot does not fail the projection");
+    assert_eq!(balances.balances.get("account-1").copied(), Some(6));
+    let projection_snapshots = SnapshotStore::open(&log).list(&chronolog::cqrs::snapshot_name::<Balances>()).unwrap();
+    assert!(projection_snapshots.is_empty(), "no snapshot could be written: {projection_snapshots:?}");
 }
 
 fn walk(path: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -462,4 +466,85 @@ fn walk(path: &std::path::Path) -> Vec<std::path::PathBuf> {
             }
         })
         .collect()
+}
+
+/// Review finding: a live runner must notice a truncation under its
+/// checkpoint even after the log grew back past it; so must a subscription.
+#[test]
+fn a_truncation_under_a_live_runner_or_subscription_is_noticed_after_regrowth() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), options()).unwrap();
+    let deposit = |amount: i64| serde_json::to_vec(&AccountEvent::Deposited(amount)).unwrap();
+    for amount in 0..10 {
+        log.append(&NewEvent::new("account-1", "Deposited", &deposit(amount))).unwrap();
+    }
+    let (runner, _) = ProjectionRunner::<Balances>::start(&log, SnapshotStore::open(&log), 0).unwrap();
+    let mut subscription = Subscription::from_position(&log, 0, Filter::default());
+    assert!(runner.wait_for(9, WAIT).unwrap());
+    for _ in 0..10 {
+        subscription.next_timeout(WAIT).unwrap().unwrap();
+    }
+    log.truncate_after(7).unwrap();
+    for amount in [100, 200, 300] {
+        log.append(&NewEvent::new("account-1", "Deposited", &deposit(amount))).unwrap();
+    }
+    assert!(matches!(runner.wait_for(10, WAIT), Err(Error::ProjectionFailed { .. })), "the runner must stop");
+    assert!(matches!(subscription.next_timeout(WAIT), Err(Error::LogRewritten { position: 9 })));
+    // Restarted, it rebuilds from the log as it is now.
+    drop(runner);
+    let (runner, _) = ProjectionRunner::<Balances>::start(&log, SnapshotStore::open(&log), 0).unwrap();
+    assert!(runner.wait_for(10, WAIT).unwrap());
+    assert_eq!(runner.read(|b| b.balances["account-1"]), (0..8).sum::<i64>() + 600);
+}
+
+/// Review finding: with the default retention, snapshots left ahead of the
+/// log by a truncation must not push out the new ones.
+#[test]
+fn default_retention_keeps_new_snapshots_after_a_truncation() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), options()).unwrap();
+    let store = AggregateStore::<Account, _>::new(&log, JsonCodec).snapshot_every(2);
+    store.execute("1", &AccountCommand::Open).unwrap();
+    for amount in 1..=7 {
+        store.execute("1", &AccountCommand::Deposit(amount)).unwrap();
+    }
+    log.truncate_after(2).unwrap();
+    let executed = store.execute("1", &AccountCommand::Deposit(50)).unwrap();
+    let written = executed.snapshot.expect("a snapshot after 4 events");
+    assert!(written.exists(), "the snapshot just written was deleted by retention");
+    let loaded = store.load("1").unwrap();
+    assert_eq!(loaded.state.balance, 1 + 2 + 50);
+    assert_eq!(loaded.report.snapshot, Some((4, 4)));
+}
+
+/// Review finding: an aggregate (or read model) whose early events were
+/// purged, with no snapshot to cover them, is an error, never partial state;
+/// and an as-of time before the retained history never uses a later snapshot.
+#[test]
+fn purged_history_without_a_snapshot_is_an_error_not_a_partial_state() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), options().segment_capacity_bytes(4096)).unwrap();
+    let store = accounts(&log, 0);
+    store.execute("1", &AccountCommand::Open).unwrap();
+    let mut times = Vec::new();
+    for amount in 1..=100 {
+        times.push(store.execute("1", &AccountCommand::Deposit(amount)).unwrap().appended[0].timestamp_ns);
+        log.append(&NewEvent::new("filler", "F", &[0u8; 100])).unwrap();
+    }
+    let snapshots = SnapshotStore::open(&log);
+    snapshot_projection_as_of::<Balances>(&log, &snapshots, AsOf::Position(149)).unwrap();
+    assert!(log.purge_before(150).unwrap() > 0);
+    assert!(log.first_position() > 0 && log.first_position() <= 150);
+    assert!(matches!(store.load("1"), Err(Error::MissingHistory { .. })));
+
+    // The read model has a snapshot at 150: fine for now, but not for a time
+    // before it, whose history is gone.
+    let events = common::read_all(&log);
+    let (now, report) = project_as_of::<Balances>(&log, &snapshots, AsOf::Now).unwrap();
+    assert_eq!(report.snapshot, Some(150));
+    assert_eq!(now.balances["account-1"], (1..=100).sum::<i64>());
+    assert_eq!(now.applied, 101);
+    assert!(events.len() > 40);
+    let before = project_as_of::<Balances>(&log, &snapshots, AsOf::Time(times[0]));
+    assert!(matches!(before, Err(Error::MissingHistory { .. })), "{before:?}");
 }

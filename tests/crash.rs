@@ -10,9 +10,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use chronolog::{Durability, Log, LogOptions, NewEvent};
@@ -68,44 +65,24 @@ fn crash_kill_and_recover() {
     eprintln!("crash test seed: CHRONOLOG_CRASH_SEED={seed}");
     let mut random = Random(seed);
     let directory = tempfile::tempdir().unwrap();
-    let executable = std::env::current_exe().unwrap();
     let mut acknowledged = 0u64;
     let mut kills_after_ack = 0;
     for cycle in 0..cycles {
-        let mut child = Command::new(&executable)
-            .args(["--exact", "crash_child_writer", "--ignored", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, directory.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (sender, receiver) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(position) = line.strip_prefix("ack ").and_then(|p| p.parse::<u64>().ok()) {
-                    let _ = sender.send(position);
-                }
-            }
-        });
+        let child = AckingChild::spawn("crash_child_writer", CHILD_ENV, directory.path());
         // Wait for a random number of acknowledgements (0 to 7), or a short
         // random time, then kill: a kill may land anywhere, even during open.
         let wanted = random.next() % 8;
         let deadline = Instant::now() + Duration::from_millis(5 + random.next() % 40);
         let mut seen = 0;
         while seen < wanted && Instant::now() < deadline {
-            if let Ok(position) = receiver.recv_timeout(Duration::from_millis(1)) {
-                acknowledged = acknowledged.max(position);
+            if let Ok(position) = child.acks.recv_timeout(Duration::from_millis(1)) {
+                acknowledged = acknowledged.max(position.parse().unwrap());
                 seen += 1;
             }
         }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        reader.join().unwrap();
         // Acknowledgements printed before the kill count too.
-        for position in receiver.try_iter() {
-            acknowledged = acknowledged.max(position);
+        for position in child.kill().try_iter() {
+            acknowledged = acknowledged.max(position.parse().unwrap());
         }
         if seen > 0 {
             kills_after_ack += 1;

@@ -7,7 +7,7 @@ use super::as_of::AsOf;
 use super::codec::Codec;
 use crate::error::{Error, Result};
 use crate::log::{Appended, ExpectedVersion, Log, NewEvent};
-use crate::snapshot::{SkippedSnapshot, SnapshotBound, SnapshotMeta, SnapshotStore};
+use crate::snapshot::{SkippedSnapshot, SnapshotMeta, SnapshotStore};
 
 /// A consistency boundary whose state is the fold of its stream's events, and
 /// which decides what a command does.
@@ -88,6 +88,8 @@ pub struct Loaded<A> {
     pub version: Option<u64>,
     /// Position of the last event applied.
     pub last_position: Option<u64>,
+    /// Timestamp of the last event applied (0 when none).
+    pub last_timestamp_ns: u64,
     /// How the state was rebuilt.
     pub report: LoadReport,
 }
@@ -98,9 +100,11 @@ pub enum CommandError<E: std::error::Error + 'static> {
     /// The aggregate refused it; nothing was written.
     #[error("command rejected: {0}")]
     Rejected(#[source] E),
-    /// The store failed (a concurrency conflict left after every retry, an
-    /// I/O error, a codec error); nothing of the command was written unless
-    /// the error says the log failed part-way (see [`Error::Poisoned`]).
+    /// The store failed: a concurrency conflict left after every retry, a
+    /// codec error (nothing written), or an I/O error. An I/O error from the
+    /// append itself (a failed fsync with [`crate::Durability::Sync`], say)
+    /// may come after the events were written and seen by readers; the log is
+    /// then in its failed state and a reopen settles what stays.
     #[error(transparent)]
     Store(#[from] Error),
 }
@@ -245,11 +249,12 @@ where
         let view = self.log.view();
         let end = as_of.end_position(&view)?;
         let lookup =
-            self.snapshots.find(&Self::snapshot_name(&stream), SnapshotBound::Before(end), A::SCHEMA_VERSION, &view)?;
+            self.snapshots.find(&Self::snapshot_name(&stream), as_of.snapshot_bound(end), A::SCHEMA_VERSION, &view)?;
         let mut report = LoadReport { skipped: lookup.skipped, ..LoadReport::default() };
         let mut state = A::default();
         let mut next_version = 0;
         let mut last_position = None;
+        let mut last_timestamp_ns = 0;
         if let Some(snapshot) = lookup.snapshot {
             let decoded: std::result::Result<A, _> = self.codec.decode(snapshot.payload());
             match decoded {
@@ -257,6 +262,7 @@ where
                     state = decoded;
                     next_version = snapshot.meta.version;
                     last_position = snapshot.meta.next_position.checked_sub(1);
+                    last_timestamp_ns = snapshot.meta.timestamp_ns;
                     report.snapshot = Some((snapshot.meta.next_position, snapshot.meta.version));
                 }
                 Err(error) => {
@@ -276,6 +282,12 @@ where
             if event.position >= end {
                 break;
             }
+            if event.stream_version != next_version {
+                // The stream index starts at the oldest event left: the ones
+                // before it were purged, and folding the rest would be wrong.
+                let what = format!("stream {stream} from version {next_version}");
+                return Err(Error::MissingHistory { what, first_position: view.first_position() });
+            }
             let decoded: std::result::Result<A::Event, _> = self.codec.decode(event.payload);
             let decoded = decoded.map_err(|error| Error::Codec {
                 what: format!("event at position {} of stream {stream}", event.position),
@@ -284,10 +296,11 @@ where
             state.apply(&decoded);
             next_version = event.stream_version + 1;
             last_position = Some(event.position);
+            last_timestamp_ns = event.timestamp_ns;
             report.events_replayed += 1;
         }
         let version = next_version.checked_sub(1);
-        Ok(Loaded { stream, state, version, last_position, report })
+        Ok(Loaded { stream, state, version, last_position, last_timestamp_ns, report })
     }
 
     /// Runs `command` against aggregate `id`: loads it, lets it decide, and
@@ -368,10 +381,8 @@ where
         let (Some(version), Some(position)) = (loaded.version, loaded.last_position) else {
             return Ok(None);
         };
-        let Some(event) = self.log.view().get(position)?.map(|event| event.timestamp_ns) else {
-            return Ok(None);
-        };
-        let last = Appended { position, stream_version: version, timestamp_ns: event };
+        // The anchor comes from the same view as the state.
+        let last = Appended { position, stream_version: version, timestamp_ns: loaded.last_timestamp_ns };
         self.write_snapshot(&loaded.stream, &loaded.state, last, version + 1).map(Some)
     }
 

@@ -2,6 +2,7 @@
 
 use crate::error::Result;
 use crate::log::LogView;
+use crate::snapshot::SnapshotBound;
 
 /// Which events a rebuilt state reflects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,5 +25,15 @@ impl AsOf {
             AsOf::Time(timestamp_ns) => view.position_at(timestamp_ns)?.map_or(view.first_position(), |p| p + 1),
             AsOf::Position(position) => position.saturating_add(1).min(view.next_position()),
         })
+    }
+
+    /// Which snapshots may start a rebuild ending at `end`. By time, the
+    /// snapshot's own timestamp decides: after a purge the log cannot tell
+    /// where an old snapshot stands, but its timestamp can.
+    pub(crate) fn snapshot_bound(self, end: u64) -> SnapshotBound {
+        match self {
+            AsOf::Time(timestamp_ns) => SnapshotBound::AtOrBeforeTime(timestamp_ns),
+            AsOf::Now | AsOf::Position(_) => SnapshotBound::Before(end),
+        }
     }
 }

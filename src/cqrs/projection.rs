@@ -98,10 +98,10 @@ pub(crate) struct Checkpoint {
 pub(crate) fn restore<P: Projection>(
     store: &SnapshotStore,
     view: &LogView,
-    end: u64,
+    bound: SnapshotBound,
     report: &mut RebuildReport,
 ) -> Result<(P, Checkpoint)> {
-    let lookup = store.find(&snapshot_name::<P>(), SnapshotBound::Before(end), P::SCHEMA_VERSION, view)?;
+    let lookup = store.find(&snapshot_name::<P>(), bound, P::SCHEMA_VERSION, view)?;
     report.skipped.extend(lookup.skipped);
     if let Some(snapshot) = lookup.snapshot {
         match P::decode(snapshot.payload()) {
@@ -136,13 +136,9 @@ pub(crate) fn fold<P: Projection>(
 ) -> Result<()> {
     if checkpoint.next_position < view.first_position() && checkpoint.next_position < end {
         // The state would silently miss events: refuse.
-        return Err(Error::ProjectionFailed {
-            name: P::NAME.to_owned(),
-            message: format!(
-                "events {}..{} were purged and no usable snapshot covers them",
-                checkpoint.next_position,
-                view.first_position()
-            ),
+        return Err(Error::MissingHistory {
+            what: format!("projection {} from position {}", P::NAME, checkpoint.next_position),
+            first_position: view.first_position(),
         });
     }
     for event in view.iter_range(checkpoint.next_position, end) {
@@ -189,7 +185,7 @@ pub fn project_as_of<P: Projection>(log: &Log, store: &SnapshotStore, as_of: AsO
     let view = log.view();
     let end = as_of.end_position(&view)?;
     let mut report = RebuildReport::default();
-    let (mut state, mut checkpoint) = restore::<P>(store, &view, end, &mut report)?;
+    let (mut state, mut checkpoint) = restore::<P>(store, &view, as_of.snapshot_bound(end), &mut report)?;
     fold(&mut state, &mut checkpoint, &view, end, &P::filter(), &mut report)?;
     Ok((state, report))
 }
@@ -205,7 +201,7 @@ pub fn snapshot_projection_as_of<P: Projection>(
     let view = log.view();
     let end = as_of.end_position(&view)?;
     let mut report = RebuildReport::default();
-    let (mut state, mut checkpoint) = restore::<P>(store, &view, end, &mut report)?;
+    let (mut state, mut checkpoint) = restore::<P>(store, &view, as_of.snapshot_bound(end), &mut report)?;
     fold(&mut state, &mut checkpoint, &view, end, &P::filter(), &mut report)?;
     if checkpoint.next_position == 0 {
         return Ok(None);

@@ -11,13 +11,13 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use super::projection::{fold, restore, save, Checkpoint, Projection, RebuildReport};
 use crate::error::{Error, Result};
 use crate::log::Log;
-use crate::snapshot::SnapshotStore;
+use crate::snapshot::{SnapshotBound, SnapshotStore};
 
 /// Events a runner folds between two snapshots of its state, unless told
 /// otherwise.
 pub const SNAPSHOT_EVERY_DEFAULT: u64 = 10_000;
-/// Events folded under one hold of the state's write lock: readers wait at
-/// most this long behind a catching-up runner.
+/// Events folded under one hold of the state's write lock: readers wait
+/// behind a catching-up runner for at most this many events.
 const CHUNK_EVENTS: u64 = 4096;
 
 /// A projection kept up to date on its own thread.
@@ -96,7 +96,7 @@ impl<P: Projection> ProjectionRunner<P> {
     pub fn start(log: &Log, store: SnapshotStore, snapshot_every: u64) -> Result<(Self, RebuildReport)> {
         let view = log.view();
         let mut report = RebuildReport::default();
-        let (state, checkpoint) = restore::<P>(&store, &view, view.next_position(), &mut report)?;
+        let (state, checkpoint) = restore::<P>(&store, &view, SnapshotBound::Latest, &mut report)?;
         let shared = Arc::new(Shared {
             log: log.clone(),
             store,
@@ -123,7 +123,9 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 
     /// Reads the read model. It reflects every event before
-    /// [`ProjectionRunner::checkpoint`] at least.
+    /// [`ProjectionRunner::checkpoint`] at least. Do not call `wait_for` or
+    /// `read` again inside `read`: the runner may be waiting for the write
+    /// lock, and the nested call would wait behind it.
     pub fn read<R>(&self, read: impl FnOnce(&P) -> R) -> R {
         read(&self.shared.state.read())
     }
@@ -204,6 +206,7 @@ impl<P: Projection> Drop for ProjectionRunner<P> {
 
 /// The runner's thread.
 fn run<P: Projection>(shared: &Shared<P>, mut checkpoint: Checkpoint) {
+    let _guard = FinishOnPanic(shared);
     let filter = P::filter();
     let mut since_snapshot = 0u64;
     let outcome = loop {
@@ -212,11 +215,15 @@ fn run<P: Projection>(shared: &Shared<P>, mut checkpoint: Checkpoint) {
         }
         let view = shared.log.view();
         let end = view.next_position();
-        if end < checkpoint.next_position {
-            break Err(format!(
-                "the log ends at {end}, before the projection's checkpoint {}: it was truncated; restart the projection to rebuild it",
-                checkpoint.next_position
-            ));
+        // A truncation under the checkpoint, even one the log has since
+        // grown back over, shows as another event (or none) at the
+        // checkpoint's last position.
+        if let Some(last) = checkpoint.next_position.checked_sub(1).filter(|&last| last >= view.first_position()) {
+            match view.get(last) {
+                Ok(Some(event)) if event.timestamp_ns == checkpoint.timestamp_ns => {}
+                Ok(_) => break Err(Error::LogRewritten { position: last }.to_string()),
+                Err(error) => break Err(error.to_string()),
+            }
         }
         if checkpoint.next_position == end {
             if let Err(error) = shared.log.wait_for_or_stop(end, None, &shared.stop) {
@@ -240,8 +247,8 @@ fn run<P: Projection>(shared: &Shared<P>, mut checkpoint: Checkpoint) {
             });
         }
         since_snapshot += report.events_read;
-        if since_snapshot >= shared.snapshot_every {
-            snapshot(shared, checkpoint);
+        // A failed snapshot is retried at the next chunk or at stop.
+        if since_snapshot >= shared.snapshot_every && snapshot(shared, checkpoint) {
             since_snapshot = 0;
         }
     };
@@ -261,9 +268,25 @@ fn run<P: Projection>(shared: &Shared<P>, mut checkpoint: Checkpoint) {
     shared.progressed.notify_all();
 }
 
-/// Saves state and checkpoint; a failure is recorded, not fatal (the events
-/// are in the log, and the next snapshot tries again).
-fn snapshot<P: Projection>(shared: &Shared<P>, checkpoint: Checkpoint) {
+/// Marks the runner finished and failed if its thread panics (in the
+/// projection's own code), so that no `wait_for` sleeps for ever.
+struct FinishOnPanic<'a, P>(&'a Shared<P>);
+
+impl<P> Drop for FinishOnPanic<'_, P> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut progress = self.0.progress.lock();
+            progress.failure.get_or_insert_with(|| "the projection panicked".to_owned());
+            progress.finished = true;
+            drop(progress);
+            self.0.progressed.notify_all();
+        }
+    }
+}
+
+/// Saves state and checkpoint; true on success. A failure is recorded, not
+/// fatal (the events are in the log, and the next snapshot tries again).
+fn snapshot<P: Projection>(shared: &Shared<P>, checkpoint: Checkpoint) -> bool {
     let synced = if shared.log.is_read_only() { Ok(()) } else { shared.log.sync() };
     let saved = synced.and_then(|()| save(&shared.store, &*shared.state.read(), checkpoint));
     let mut progress = shared.progress.lock();
@@ -271,7 +294,11 @@ fn snapshot<P: Projection>(shared: &Shared<P>, checkpoint: Checkpoint) {
         Ok(_) => {
             progress.snapshots_written += 1;
             progress.snapshot_error = None;
+            true
         }
-        Err(error) => progress.snapshot_error = Some(error.to_string()),
+        Err(error) => {
+            progress.snapshot_error = Some(error.to_string());
+            false
+        }
     }
 }

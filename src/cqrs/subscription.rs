@@ -5,11 +5,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::log::{Event, Filter, Log};
 
 /// Events copied out of the log per refill of a subscription's buffer.
 const BATCH_EVENTS: usize = 256;
+/// Events looked at per refill, passing the filter or not.
+const SCAN_EVENTS: u64 = 4096;
 
 /// Every event that passes a filter, from a position or a time on: first
 /// those already in the log (catch-up), then new ones as they are appended
@@ -41,6 +43,9 @@ pub struct Subscription {
     next: u64,
     buffer: VecDeque<Event>,
     stop: Arc<AtomicBool>,
+    /// Position and timestamp of the last event read from the log: how a
+    /// truncation under the subscription is noticed.
+    last_read: Option<(u64, u64)>,
 }
 
 /// Stops a [`Subscription`] from another thread: its blocked
@@ -69,6 +74,7 @@ impl Subscription {
             next: position,
             buffer: VecDeque::new(),
             stop: Arc::new(AtomicBool::new(false)),
+            last_read: None,
         }
     }
 
@@ -109,14 +115,32 @@ impl Subscription {
             if self.stop.load(Ordering::Acquire) {
                 return Ok(None);
             }
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return Ok(None);
+            }
             let view = self.log.view();
+            if let Some((position, timestamp_ns)) = self.last_read.filter(|&(p, _)| p >= view.first_position()) {
+                if view.get(position)?.map(|event| event.timestamp_ns) != Some(timestamp_ns) {
+                    return Err(Error::LogRewritten { position });
+                }
+            }
             let end = view.next_position();
             if self.next < end {
                 let start = self.next.max(view.first_position());
-                let mut scanned = start;
-                for event in view.iter_range(start, end) {
-                    let event = event?;
-                    scanned = event.position + 1;
+                // A bounded scan per turn, so that a selective filter over a
+                // long backlog still sees the deadline and `stop` in time.
+                let scan_end = end.min(start.saturating_add(SCAN_EVENTS));
+                let mut failure = None;
+                for event in view.iter_range(start, scan_end) {
+                    let event = match event {
+                        Ok(event) => event,
+                        Err(error) => {
+                            failure = Some(error);
+                            break;
+                        }
+                    };
+                    self.next = event.position + 1;
+                    self.last_read = Some((event.position, event.timestamp_ns));
                     if self.filter.matches(event.stream, event.event_type) {
                         self.buffer.push_back(event.to_event());
                         if self.buffer.len() >= BATCH_EVENTS {
@@ -124,8 +148,15 @@ impl Subscription {
                         }
                     }
                 }
-                self.next = scanned;
-                continue;
+                if failure.is_none() && self.buffer.is_empty() {
+                    self.next = self.next.max(scan_end);
+                }
+                // Events read before a failure are delivered first; the
+                // failure comes back at the next refill, from the same place.
+                match failure {
+                    Some(error) if self.buffer.is_empty() => return Err(error),
+                    _ => continue,
+                }
             }
             let remaining = match deadline {
                 Some(deadline) => match deadline.checked_duration_since(Instant::now()) {

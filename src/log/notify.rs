@@ -3,7 +3,7 @@
 //! A subscription or projection that has caught up sleeps on a condition
 //! variable until the writer publishes more events: no polling loop burns CPU
 //! while the log is idle. The writer pays for the wake-up only when someone
-//! waits (one atomic load otherwise).
+//! waits (a fence and one atomic load otherwise).
 
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::time::Instant;

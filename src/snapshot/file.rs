@@ -45,8 +45,9 @@ pub const SNAPSHOT_PAYLOAD_LENGTH_OFFSET: usize = SNAPSHOT_RESERVED_OFFSET + siz
 pub const SNAPSHOT_RESERVED2_OFFSET: usize = SNAPSHOT_PAYLOAD_LENGTH_OFFSET + size_of::<u64>();
 /// Size of the header; the name starts here.
 pub const SNAPSHOT_HEADER_SIZE: usize = SNAPSHOT_RESERVED2_OFFSET + 8;
-/// Longest snapshot name: the longest stream name, so that an aggregate's
-/// snapshot can be named after its stream.
+/// Longest snapshot name: the longest stream name plus room for a prefix
+/// (`aggregate:`), so that an aggregate's snapshot can be named after its
+/// stream.
 pub const SNAPSHOT_NAME_MAX: usize = STREAM_NAME_BYTES_MAX + 32;
 
 const _: () = assert!(SNAPSHOT_HEADER_SIZE == 64);

@@ -162,7 +162,9 @@ pub struct SkippedSnapshot {
 pub struct SnapshotLookup {
     /// The newest usable snapshot within the bound.
     pub snapshot: Option<Snapshot>,
-    /// Candidates within the bound that were newer but unusable, newest first.
+    /// Unusable candidates newer than the one chosen, newest first: those
+    /// within the bound, and any made from events the log no longer holds
+    /// (reported whatever the bound, so that a truncation's effect shows).
     pub skipped: Vec<SkippedSnapshot>,
 }
 
@@ -245,7 +247,7 @@ impl SnapshotStore {
             let _ = self.storage.remove_file(&temporary);
             return Err(Error::io("write snapshot", &path, error));
         }
-        self.apply_retention(&meta.name, &folder)?;
+        self.apply_retention(&meta.name, &folder, &path)?;
         Ok(path)
     }
 
@@ -392,26 +394,34 @@ impl SnapshotStore {
         Ok(positions)
     }
 
-    fn apply_retention(&self, name: &str, folder: &Path) -> Result<()> {
+    /// Deletes stale temporaries and the snapshots of `name` beyond the
+    /// newest `keep_last`, never `written` (the snapshot just made, which may
+    /// be older than others: written as of a past point, or after a truncation
+    /// left snapshots ahead of the log). Files already gone (another writer's
+    /// retention got there first) are no error.
+    fn apply_retention(&self, name: &str, folder: &Path, written: &Path) -> Result<()> {
         let names = self.storage.list_dir(folder).map_err(|e| Error::io("list directory", folder, e))?;
         let own_prefix = format!("-{}-", std::process::id());
         // Temporaries of other (dead or concurrent) processes are left to them
         // unless stale: only one writer per name is supported, so another
         // process's temporary is a crash's leftover.
         let mut removed = 0usize;
+        let remove = |path: &Path| match self.storage.remove_file(path) {
+            Ok(()) => Ok(1),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(error) => Err(Error::io("remove", path, error)),
+        };
         for entry in names.iter().filter(|entry| entry.contains(".tmp-") && !entry.contains(&own_prefix)) {
-            let path = folder.join(entry);
-            self.storage.remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
-            removed += 1;
+            removed += remove(&folder.join(entry))?;
         }
         let positions = self.positions(folder)?;
-        for (_, path) in positions.iter().skip(self.keep_last) {
+        let others = positions.iter().filter(|(_, path)| path != written);
+        for (_, path) in others.skip(self.keep_last - 1) {
             // Only files of this name: a colliding name's snapshots are not ours to drop.
             if peek_name_matches(&*self.storage, path, name) == Some(false) {
                 continue;
             }
-            self.storage.remove_file(path).map_err(|e| Error::io("remove", path, e))?;
-            removed += 1;
+            removed += remove(path)?;
         }
         if removed > 0 {
             self.storage.sync_dir(folder).map_err(|e| Error::io("sync directory", folder, e))?;

@@ -82,3 +82,48 @@ pub fn copy_directory(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A child process running one ignored test of the current test binary (the
+/// crash tests' writer), with the lines it prints that start with `ack `
+/// arriving on a channel.
+pub struct AckingChild {
+    child: std::process::Child,
+    reader: Option<std::thread::JoinHandle<()>>,
+    pub acks: std::sync::mpsc::Receiver<String>,
+}
+
+impl AckingChild {
+    /// Runs `test` (an `#[ignore]`d test of this binary) with `env` set to
+    /// `directory`.
+    pub fn spawn(test: &str, env: &str, directory: &Path) -> AckingChild {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--ignored", "--nocapture", "--test-threads=1"])
+            .env(env, directory)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (sender, acks) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(ack) = line.strip_prefix("ack ") {
+                    let _ = sender.send(ack.to_owned());
+                }
+            }
+        });
+        AckingChild { child, reader: Some(reader), acks }
+    }
+
+    /// SIGKILLs the child and waits for it and for its output to end.
+    pub fn kill(mut self) -> std::sync::mpsc::Receiver<String> {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        self.acks
+    }
+}
