@@ -1,0 +1,117 @@
+//! `chronolog truncate DIR --after POS` and `chronolog purge DIR --before POS`:
+//! the two ways to remove events, through a writable open (so they refuse,
+//! with exit code 2, while another process holds the log).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chronolog::snapshot::SnapshotStore;
+use chronolog::storage::StdStorage;
+use chronolog::{Log, LogOptions};
+
+use crate::output::{thousands, Out};
+use crate::{CliResult, Failure};
+
+/// Arguments of `truncate`.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "\
+Atomic across crashes: a marker file makes the next open finish an interrupted cut.
+Snapshots that reflect removed events stay on disk and are skipped by lookups (see
+`chronolog snapshots`). Refused (exit 2) while another process has the log open for
+writing.")]
+pub struct TruncateArgs {
+    /// The log directory.
+    pub directory: PathBuf,
+    /// The last position to keep.
+    #[arg(long, value_name = "POS")]
+    pub after: u64,
+}
+
+/// Arguments of `purge`.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "\
+Only whole sealed segments go, oldest first: events before POS that share a segment
+with later ones stay, and the active segment is never purged. Refused (exit 2) while
+another process has the log open for writing.")]
+pub struct PurgeArgs {
+    /// The log directory.
+    pub directory: PathBuf,
+    /// Delete segments whose events all come before this position.
+    #[arg(long, value_name = "POS")]
+    pub before: u64,
+}
+
+/// Runs `truncate`.
+pub fn truncate(args: &TruncateArgs) -> CliResult {
+    let log = open_existing(&args.directory)?;
+    let (first, next) = (log.first_position(), log.next_position());
+    if first == next {
+        return Err(Failure::usage(format!("{} holds no event to truncate", args.directory.display())));
+    }
+    log.truncate_after(args.after)?;
+    let now_next = log.next_position();
+    let mut out = Out::new();
+    if now_next == next {
+        out.line(&format!("nothing to remove: position {} is the last one of the log", args.after))?;
+        return out.flush();
+    }
+    out.line(&format!(
+        "truncated {}: removed {} events (positions {}..{}); kept positions {}..={}; the next append gets position {}",
+        args.directory.display(),
+        thousands(next - now_next),
+        now_next,
+        next,
+        first,
+        args.after,
+        now_next
+    ))?;
+    // Snapshots are hints beside the log: those made from removed events are
+    // skipped by every lookup, but an operator should know they are there.
+    let ahead = SnapshotStore::at(&args.directory, Arc::new(StdStorage))
+        .list_all()
+        .map(|entries| {
+            entries.iter().filter(|entry| entry.meta.as_ref().is_ok_and(|meta| meta.next_position > now_next)).count()
+        })
+        .unwrap_or(0);
+    if ahead > 0 {
+        out.line(&format!(
+            "{ahead} snapshots reflect removed events: lookups skip them, and aggregates and projections rebuild from older ones"
+        ))?;
+    }
+    out.flush()
+}
+
+/// Runs `purge`.
+pub fn purge(args: &PurgeArgs) -> CliResult {
+    let log = open_existing(&args.directory)?;
+    let first = log.first_position();
+    let removed = log.purge_before(args.before)?;
+    let mut out = Out::new();
+    if removed == 0 {
+        out.line(&format!(
+            "nothing to purge: no sealed segment ends before position {} (the log starts at {first}; the active segment is never purged)",
+            args.before
+        ))?;
+    } else {
+        let now_first = log.first_position();
+        out.line(&format!(
+            "purged {removed} segments of {}: {} events (positions {first}..{now_first}); the log now starts at position {now_first}",
+            args.directory.display(),
+            thousands(now_first - first)
+        ))?;
+    }
+    out.flush()
+}
+
+/// Opens an existing log for writing. `Log::open` would create a log in any
+/// directory; a typo in the path must not.
+fn open_existing(directory: &Path) -> CliResult<Log> {
+    let entries = std::fs::read_dir(directory).map_err(|error| Failure::io(directory.display(), &error))?;
+    let has_segment = entries
+        .filter_map(Result::ok)
+        .any(|entry| entry.file_name().to_str().and_then(chronolog::segment::parse_file_name).is_some());
+    if !has_segment {
+        return Err(Failure::usage(format!("{} holds no segment files: not a chronolog log", directory.display())));
+    }
+    Ok(Log::open(directory, LogOptions::default())?)
+}
