@@ -3,7 +3,8 @@
 //! the log, that a reopened log does not count page-cache-only records as
 //! durable, that read-only readers tolerate a live writer, that a torn tail
 //! full of length-like bytes is cut correctly, that crafted positions cannot
-//! overflow, and that a truncate which cannot find its cut removes nothing.
+//! overflow, that a truncate which cannot find its cut removes nothing, and
+//! that a version-2 segment header re-encodes as version 3.
 
 mod common;
 
@@ -271,4 +272,27 @@ fn a_failed_write_leaves_no_index_entry_behind() {
     let state = log.stream_state("s").unwrap();
     assert_eq!((state.last_version, state.last_position), (4, 4));
     assert_eq!(log.view().stream_state("s").unwrap().map(|s| s.last_version), Some(4));
+}
+
+/// Found by the `segment_layout` fuzz target after the bump to format version
+/// 3: a version-2 header (still readable) re-encodes as version 3 with every
+/// other field the same, and its footer decodes against it unchanged.
+#[test]
+fn a_version_2_segment_header_reencodes_as_version_3() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), LogOptions::default().segment_capacity_bytes(4096)).unwrap();
+    append_numbered(&log, 200);
+    drop(log);
+    let mut bytes = std::fs::read(segment_path(directory.path(), 0)).unwrap();
+    let version_offset = chronolog::segment::layout::HEADER_VERSION_OFFSET;
+    bytes[version_offset..version_offset + 4].copy_from_slice(&2u32.to_le_bytes());
+    let crc_offset = chronolog::segment::layout::HEADER_CRC_OFFSET;
+    let crc = crc32fast::hash(&bytes[..crc_offset]);
+    bytes[crc_offset..crc_offset + 4].copy_from_slice(&crc.to_le_bytes());
+    let header = SegmentHeader::decode(&bytes).expect("version 2 is readable");
+    let encoded = header.encode();
+    assert_eq!(u32::from_le_bytes(encoded[version_offset..version_offset + 4].try_into().unwrap()), 3);
+    assert_eq!(SegmentHeader::decode(&encoded).unwrap(), header);
+    let footer = &bytes[bytes.len() - chronolog::segment::FOOTER_SIZE..];
+    assert!(SegmentFooter::decode(footer, &header).unwrap().is_some());
 }
