@@ -10,112 +10,20 @@
 //!
 //! Without a directory it works in a temporary one.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use chronolog::cqrs::{
-    project_as_of, Aggregate, AggregateStore, AsOf, CodecError, CommandError, JsonCodec, Projection, ProjectionRunner,
-};
+use chronolog::cqrs::{project_as_of, AggregateStore, AsOf, CommandError, JsonCodec, ProjectionRunner};
 use chronolog::snapshot::SnapshotStore;
-use chronolog::{Durability, Error, EventRef, ExpectedVersion, Filter, Log, LogOptions, NewEvent};
-use serde::{Deserialize, Serialize};
+use chronolog::{Durability, Error, ExpectedVersion, Log, LogOptions, NewEvent};
 
 const ACCOUNTS: u64 = 2_000;
 const OPERATIONS: u64 = 100_000;
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Account {
-    open: bool,
-    balance: i64,
-}
+/// The same accounts and balances read model as `chronolog demo`.
+#[path = "../src/bin/chronolog/bank.rs"]
+mod bank;
 
-#[derive(Debug, Serialize, Deserialize)]
-enum AccountEvent {
-    Opened { owner: String },
-    Credited { cents: i64 },
-    Debited { cents: i64 },
-    TransferredOut { cents: i64, to: String },
-    TransferredIn { cents: i64, from: String },
-}
-
-enum AccountCommand {
-    Open { owner: String },
-    Credit(i64),
-    Debit(i64),
-}
-
-#[derive(Debug, thiserror::Error)]
-enum Refused {
-    #[error("the account is not open")]
-    NotOpen,
-    #[error("the account is already open")]
-    AlreadyOpen,
-    #[error("insufficient funds")]
-    InsufficientFunds,
-}
-
-impl Aggregate for Account {
-    type Event = AccountEvent;
-    type Command = AccountCommand;
-    type Error = Refused;
-    const KIND: &'static str = "account";
-
-    fn event_type(event: &AccountEvent) -> &'static str {
-        match event {
-            AccountEvent::Opened { .. } => "Opened",
-            AccountEvent::Credited { .. } => "Credited",
-            AccountEvent::Debited { .. } => "Debited",
-            AccountEvent::TransferredOut { .. } => "TransferredOut",
-            AccountEvent::TransferredIn { .. } => "TransferredIn",
-        }
-    }
-
-    fn apply(&mut self, event: &AccountEvent) {
-        match event {
-            AccountEvent::Opened { .. } => self.open = true,
-            AccountEvent::Credited { cents } | AccountEvent::TransferredIn { cents, .. } => self.balance += cents,
-            AccountEvent::Debited { cents } | AccountEvent::TransferredOut { cents, .. } => self.balance -= cents,
-        }
-    }
-
-    fn handle(&self, command: &AccountCommand) -> Result<Vec<AccountEvent>, Refused> {
-        match command {
-            AccountCommand::Open { .. } if self.open => Err(Refused::AlreadyOpen),
-            AccountCommand::Open { owner } => Ok(vec![AccountEvent::Opened { owner: owner.clone() }]),
-            _ if !self.open => Err(Refused::NotOpen),
-            AccountCommand::Credit(cents) => Ok(vec![AccountEvent::Credited { cents: *cents }]),
-            AccountCommand::Debit(cents) if *cents > self.balance => Err(Refused::InsufficientFunds),
-            AccountCommand::Debit(cents) => Ok(vec![AccountEvent::Debited { cents: *cents }]),
-        }
-    }
-}
-
-/// Every account's balance.
-#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
-struct Balances(BTreeMap<String, i64>);
-
-impl Projection for Balances {
-    const NAME: &'static str = "balances";
-
-    fn filter() -> Filter {
-        Filter::default().stream_prefix("account-")
-    }
-
-    fn apply(&mut self, event: &EventRef<'_>) -> Result<(), CodecError> {
-        let mut account = Account { open: true, balance: self.0.get(event.stream).copied().unwrap_or(0) };
-        account.apply(&serde_json::from_slice(event.payload)?);
-        self.0.insert(event.stream.to_owned(), account.balance);
-        Ok(())
-    }
-
-    fn encode(&self) -> Result<Vec<u8>, CodecError> {
-        Ok(serde_json::to_vec(self)?)
-    }
-
-    fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
-        Ok(serde_json::from_slice(bytes)?)
-    }
-}
+use bank::{Account, AccountCommand, AccountEvent, Balances};
 
 /// xorshift64: a reproducible workload.
 struct Random(u64);
@@ -185,8 +93,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let id = random.below(ACCOUNTS).to_string();
         let cents = 1 + random.below(10_000) as i64;
         let outcome = match random.below(10) {
-            0..=4 => accounts.execute(&id, &AccountCommand::Credit(cents)).map(|_| true),
-            5..=7 => accounts.execute(&id, &AccountCommand::Debit(cents)).map(|_| true),
+            0..=4 => accounts.execute(&id, &AccountCommand::Deposit(cents)).map(|_| true),
+            5..=7 => accounts.execute(&id, &AccountCommand::Withdraw(cents)).map(|_| true),
             _ => {
                 let to = random.below(ACCOUNTS).to_string();
                 match transfer(&accounts, &id, &to, cents) {

@@ -147,6 +147,14 @@ pub enum Error {
     #[error("invalid options: {0}")]
     InvalidOptions(&'static str),
 
+    /// The directory holds no log (no segment file) and the options said not
+    /// to create one.
+    #[error("{} holds no chronolog log (no segment file)", path.display())]
+    NotALog {
+        /// The directory.
+        path: PathBuf,
+    },
+
     /// A snapshot name is empty or longer than the limit.
     #[error("snapshot name of {length} bytes is invalid (must be 1 to {limit} bytes)")]
     InvalidSnapshotName {

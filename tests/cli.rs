@@ -545,7 +545,7 @@ fn info_and_snapshots_describe_the_directory() {
     let info = text(&output.stdout);
     for expected in [
         "positions        0..301 (301 events)",
-        "streams          8 (",
+        "streams          8\n",
         "snapshots        1",
         "format version   3",
         "sealed",

@@ -391,3 +391,16 @@ fn a_full_disk_at_a_segment_roll_loses_only_hints() {
     assert_deterministic(&log, position + 20);
     assert!(log.verify().unwrap().is_clean());
 }
+
+#[test]
+fn create_if_missing_false_refuses_a_directory_without_a_log() {
+    let directory = tempfile::tempdir().unwrap();
+    let options = LogOptions::default().create_if_missing(false);
+    let missing = directory.path().join("typo");
+    assert!(matches!(Log::open(&missing, options.clone()), Err(Error::NotALog { .. })));
+    assert!(!missing.exists(), "nothing was created");
+    assert!(matches!(Log::open(directory.path(), options.clone()), Err(Error::NotALog { .. })));
+    drop(Log::open(directory.path(), LogOptions::default()).unwrap());
+    let log = Log::open(directory.path(), options).unwrap();
+    assert_eq!(log.next_position(), 0);
+}

@@ -13,6 +13,7 @@ mod options;
 mod salvage;
 mod state;
 mod streams;
+mod summary;
 mod time;
 mod truncation;
 mod view;
@@ -34,6 +35,7 @@ pub use maintenance::VerifyReport;
 pub use options::{Durability, LogOptions, RecoveryMode, SEGMENT_CAPACITY_BYTES_DEFAULT};
 pub use state::{DroppedBytes, RecoveryReport};
 pub use streams::{Direction, StreamIter};
+pub use summary::SegmentSummary;
 pub use view::{Filter, FilteredIter, Iter, LogView, RevIter};
 
 use state::{Published, State};
@@ -124,6 +126,12 @@ impl Log {
         options.validate()?;
         let directory = directory.as_ref().to_path_buf();
         let storage = &*options.storage;
+        if !options.create_if_missing {
+            let exists = storage.exists(&directory).map_err(|e| Error::io("stat", &directory, e))?;
+            if !exists || open::list_segments(storage, &directory)?.is_empty() {
+                return Err(Error::NotALog { path: directory });
+            }
+        }
         storage.create_dir_all(&directory).map_err(|e| Error::io("create directory", &directory, e))?;
         let lock = open::lock_directory(storage, &directory)?;
         let loaded = open::load(&directory, &options, true)?;

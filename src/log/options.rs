@@ -59,6 +59,7 @@ pub struct LogOptions {
     pub(crate) recovery_mode: RecoveryMode,
     pub(crate) index_interval_bytes: u32,
     pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) create_if_missing: bool,
 }
 
 impl Default for LogOptions {
@@ -69,6 +70,7 @@ impl Default for LogOptions {
             recovery_mode: RecoveryMode::default(),
             index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
             storage: Arc::new(StdStorage),
+            create_if_missing: true,
         }
     }
 }
@@ -105,6 +107,14 @@ impl LogOptions {
     /// The storage all file I/O goes through (default: the real file system).
     pub fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
         self.storage = storage;
+        self
+    }
+
+    /// Whether [`crate::Log::open`] starts a new log in a directory that holds
+    /// none (default true). Tools that must only touch an existing log set
+    /// it to false and get [`Error::NotALog`] for a mistyped path.
+    pub fn create_if_missing(mut self, create: bool) -> Self {
+        self.create_if_missing = create;
         self
     }
 

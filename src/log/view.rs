@@ -128,6 +128,11 @@ impl LogView {
         })
     }
 
+    /// Streams known as of the end of the view's last sealed segment.
+    pub(super) fn sealed_stream_count(&self) -> u64 {
+        self.published.sealed_streams.len() as u64
+    }
+
     /// A stream as of the end of the view's last sealed segment.
     pub(super) fn sealed_stream_state(&self, stream: &str) -> Option<crate::index::StreamState> {
         self.published.sealed_streams.get(stream)

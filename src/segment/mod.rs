@@ -122,6 +122,13 @@ impl Segment {
         self.header.first_position
     }
 
+    /// The format version in the segment's header (checked readable when the
+    /// segment was opened).
+    pub fn format_version(&self) -> u32 {
+        let field = &self.map[layout::HEADER_VERSION_OFFSET..layout::HEADER_VERSION_OFFSET + size_of::<u32>()];
+        u32::from_le_bytes([field[0], field[1], field[2], field[3]])
+    }
+
     /// Size of the file.
     pub fn capacity_bytes(&self) -> u64 {
         self.header.capacity_bytes

@@ -16,19 +16,16 @@
 //! the generator keeps each account's version and balance, so the streams
 //! are exactly what the commands would have written, at import speed.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use chronolog::cqrs::{
-    project_as_of, Aggregate, AggregateStore, AsOf, CodecError, CommandError, JsonCodec, Projection, ProjectionRunner,
-};
+use chronolog::cqrs::{project_as_of, Aggregate, AggregateStore, AsOf, CommandError, JsonCodec, ProjectionRunner};
 use chronolog::snapshot::SnapshotStore;
 use chronolog::storage::StdStorage;
-use chronolog::{Durability, EventRef, ExpectedVersion, Filter, Log, LogOptions, NewEvent};
-use serde::{Deserialize, Serialize};
+use chronolog::{Durability, ExpectedVersion, Log, LogOptions, NewEvent};
 
+use crate::bank::{Account, AccountCommand, AccountEvent, Balances};
 use crate::output::{plural, thousands, Out};
 use crate::time::format_rfc3339;
 use crate::{progress, CliResult, Failure};
@@ -66,113 +63,6 @@ const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
 /// The metadata of each event: the channel the operation came through.
 const CHANNELS: [&[u8]; 4] =
     [br#"{"channel":"web"}"#, br#"{"channel":"mobile"}"#, br#"{"channel":"branch"}"#, br#"{"channel":"atm"}"#];
-
-/// A bank account: the aggregate.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Account {
-    open: bool,
-    balance: i64,
-}
-
-/// What happens to an account.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-enum AccountEvent {
-    Opened { owner: String },
-    Credited { cents: i64 },
-    Debited { cents: i64 },
-    TransferredOut { cents: i64, to: String },
-    TransferredIn { cents: i64, from: String },
-}
-
-impl AccountEvent {
-    /// The change to the balance.
-    fn delta(&self) -> i64 {
-        match self {
-            AccountEvent::Opened { .. } => 0,
-            AccountEvent::Credited { cents } | AccountEvent::TransferredIn { cents, .. } => *cents,
-            AccountEvent::Debited { cents } | AccountEvent::TransferredOut { cents, .. } => -cents,
-        }
-    }
-}
-
-/// What a teller asks of an account.
-enum AccountCommand {
-    Deposit(i64),
-    Withdraw(i64),
-}
-
-/// Why an account refuses a command.
-#[derive(Debug, thiserror::Error)]
-enum Refused {
-    #[error("the account is not open")]
-    NotOpen,
-    #[error("insufficient funds")]
-    InsufficientFunds,
-}
-
-impl Aggregate for Account {
-    type Event = AccountEvent;
-    type Command = AccountCommand;
-    type Error = Refused;
-    const KIND: &'static str = "account";
-
-    fn event_type(event: &AccountEvent) -> &'static str {
-        match event {
-            AccountEvent::Opened { .. } => "Opened",
-            AccountEvent::Credited { .. } => "Credited",
-            AccountEvent::Debited { .. } => "Debited",
-            AccountEvent::TransferredOut { .. } => "TransferredOut",
-            AccountEvent::TransferredIn { .. } => "TransferredIn",
-        }
-    }
-
-    fn apply(&mut self, event: &AccountEvent) {
-        if let AccountEvent::Opened { .. } = event {
-            self.open = true;
-        }
-        self.balance += event.delta();
-    }
-
-    fn handle(&self, command: &AccountCommand) -> Result<Vec<AccountEvent>, Refused> {
-        match command {
-            _ if !self.open => Err(Refused::NotOpen),
-            AccountCommand::Deposit(cents) => Ok(vec![AccountEvent::Credited { cents: *cents }]),
-            AccountCommand::Withdraw(cents) if *cents > self.balance => Err(Refused::InsufficientFunds),
-            AccountCommand::Withdraw(cents) => Ok(vec![AccountEvent::Debited { cents: *cents }]),
-        }
-    }
-}
-
-/// Every account's balance: the read model.
-#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Balances(BTreeMap<String, i64>);
-
-impl Projection for Balances {
-    const NAME: &'static str = "balances";
-
-    fn filter() -> Filter {
-        Filter::default().stream_prefix("account-")
-    }
-
-    fn apply(&mut self, event: &EventRef<'_>) -> Result<(), CodecError> {
-        let delta = serde_json::from_slice::<AccountEvent>(event.payload)?.delta();
-        match self.0.get_mut(event.stream) {
-            Some(balance) => *balance += delta,
-            None => {
-                self.0.insert(event.stream.to_owned(), delta);
-            }
-        }
-        Ok(())
-    }
-
-    fn encode(&self) -> Result<Vec<u8>, CodecError> {
-        Ok(serde_json::to_vec(self)?)
-    }
-
-    fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
-        Ok(serde_json::from_slice(bytes)?)
-    }
-}
 
 /// xorshift64: a workload that is the same on every run.
 struct Random(u64);

@@ -1,11 +1,10 @@
 //! `chronolog info DIR`: what a log directory holds.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chronolog::index::stream_table::{self, StreamTable};
-use chronolog::segment::{self, layout, Segment};
+use chronolog::index::stream_table;
+use chronolog::segment::{self, layout};
 use chronolog::snapshot::SnapshotStore;
 use chronolog::storage::StdStorage;
 use chronolog::{Log, LogOptions, LogView};
@@ -13,15 +12,15 @@ use serde_json::json;
 
 use crate::output::{self, plural, thousands, Out};
 use crate::time::format_rfc3339;
-use crate::{progress, CliResult, Failure};
+use crate::{CliResult, Failure};
 
 /// Arguments of `info`.
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "\
 The log is opened read-only, so a writer may be appending: the figures are those of
-a consistent prefix of the log. Streams are counted from the newest stream table (an
-index of every stream ever written up to the end of a sealed segment) plus a scan of
-the events after it; without a usable table, every event is scanned.")]
+a consistent prefix of the log. Streams are counted from the log's stream table and
+the active segment's index, without a scan; streams whose events were all purged
+still count.")]
 pub struct Args {
     /// The log directory.
     pub directory: PathBuf,
@@ -36,8 +35,8 @@ struct SegmentInfo {
     name: String,
     first_position: u64,
     file_bytes: u64,
-    /// Format version in its header, when readable.
-    version: Option<u32>,
+    /// Format version in its header.
+    version: u32,
     state: SegmentState,
 }
 
@@ -45,7 +44,6 @@ struct SegmentInfo {
 enum SegmentState {
     Sealed { last_position: u64, records: u64, min_ns: u64, max_ns: u64, data_end: u64 },
     Active { events: u64 },
-    Unreadable(String),
 }
 
 /// Bytes on disk by kind of file.
@@ -64,13 +62,13 @@ pub fn run(args: &Args) -> CliResult {
     let directory = &args.directory;
     let log = Log::open_read_only(directory, LogOptions::default())?;
     let view = log.view();
-    let segments = segments(directory, &view)?;
-    let (streams, streams_how) = count_streams(directory, &view)?;
+    let segments = segments(&view);
+    let streams = view.stream_count()?;
     let sizes = sizes(directory)?;
     let snapshots = SnapshotStore::at(directory, Arc::new(StdStorage)).list_all()?;
     let damaged_snapshots = snapshots.iter().filter(|entry| entry.meta.is_err()).count();
     let first_timestamp = view.get(view.first_position())?.map(|event| event.timestamp_ns);
-    let mut versions: Vec<u32> = segments.iter().filter_map(|segment| segment.version).collect();
+    let mut versions: Vec<u32> = segments.iter().map(|segment| segment.version).collect();
     versions.sort_unstable();
     versions.dedup();
     let torn_tail = log.recovery_report().torn_tail.as_ref().map(|dropped| dropped.length_bytes);
@@ -129,7 +127,7 @@ pub fn run(args: &Args) -> CliResult {
         ))?,
         None => out.line("time range       (no events)")?,
     }
-    out.line(&format!("streams          {} ({streams_how})", thousands(streams)))?;
+    out.line(&format!("streams          {}", thousands(streams)))?;
     let sealed = segments.iter().filter(|s| matches!(s.state, SegmentState::Sealed { .. })).count();
     out.line(&format!("segments         {} ({sealed} sealed)", segments.len()))?;
     for segment in &segments {
@@ -167,48 +165,31 @@ pub fn run(args: &Args) -> CliResult {
     out.flush()
 }
 
-/// Every segment file of the directory, with what its header and footer say.
-fn segments(directory: &Path, view: &LogView) -> CliResult<Vec<SegmentInfo>> {
-    let mut listed: Vec<(u64, String)> = std::fs::read_dir(directory)
-        .map_err(|error| Failure::io(directory.display(), &error))?
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            segment::parse_file_name(&name).map(|first| (first, name))
-        })
-        .collect();
-    listed.sort_unstable();
-    let mut segments = Vec::with_capacity(listed.len());
-    for (first_position, name) in listed {
-        let path = directory.join(&name);
-        let file_bytes = std::fs::metadata(&path).map(|metadata| metadata.len()).unwrap_or(0);
-        // A writer may purge or truncate meanwhile: a segment that cannot be
-        // read now is listed as such, not an error of the whole command.
-        let (version, state) = match Segment::open(&StdStorage, &path, first_position, false) {
-            Ok(opened) => {
-                let version = opened
-                    .bytes()
-                    .get(layout::HEADER_VERSION_OFFSET..layout::HEADER_VERSION_OFFSET + 4)
-                    .and_then(|bytes| bytes.try_into().ok())
-                    .map(u32::from_le_bytes);
-                let state = match opened.footer() {
-                    Ok(Some(footer)) => SegmentState::Sealed {
-                        last_position: footer.last_position,
-                        records: footer.record_count,
-                        min_ns: footer.min_timestamp_ns,
-                        max_ns: footer.max_timestamp_ns,
-                        data_end: footer.data_end_offset,
-                    },
-                    Ok(None) => SegmentState::Active { events: view.next_position().saturating_sub(first_position) },
-                    Err(error) => SegmentState::Unreadable(error.to_string()),
-                };
-                (version, state)
+/// The view's segments, with what their headers and footers say.
+fn segments(view: &LogView) -> Vec<SegmentInfo> {
+    view.segment_summaries()
+        .into_iter()
+        .map(|summary| {
+            let name = summary.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let state = match summary.footer {
+                Some(footer) => SegmentState::Sealed {
+                    last_position: footer.last_position,
+                    records: footer.record_count,
+                    min_ns: footer.min_timestamp_ns,
+                    max_ns: footer.max_timestamp_ns,
+                    data_end: footer.data_end_offset,
+                },
+                None => SegmentState::Active { events: summary.next_position - summary.first_position },
+            };
+            SegmentInfo {
+                name,
+                first_position: summary.first_position,
+                file_bytes: summary.capacity_bytes,
+                version: summary.format_version,
+                state,
             }
-            Err(error) => (None, SegmentState::Unreadable(error.to_string())),
-        };
-        segments.push(SegmentInfo { name, first_position, file_bytes, version, state });
-    }
-    Ok(segments)
+        })
+        .collect()
 }
 
 fn segment_text(segment: &SegmentInfo) -> String {
@@ -230,7 +211,6 @@ fn segment_text(segment: &SegmentInfo) -> String {
                 thousands(*events)
             )
         }
-        SegmentState::Unreadable(error) => format!("{head}  unreadable: {error}"),
     }
 }
 
@@ -251,63 +231,11 @@ fn segment_json(segment: &SegmentInfo) -> serde_json::Value {
             "data_end_offset": data_end,
         }),
         SegmentState::Active { events } => json!({ "state": "active", "events": events }),
-        SegmentState::Unreadable(error) => json!({ "state": "unreadable", "error": error }),
     };
     if let (Some(object), serde_json::Value::Object(fields)) = (value.as_object_mut(), fields) {
         object.extend(fields);
     }
     value
-}
-
-/// Streams in the view, and how they were counted.
-///
-/// The newest stream table (every stream written up to the end of a sealed
-/// segment) gives most of them at the cost of one file read; the events after
-/// it (at most the active segment) are scanned for streams it does not know.
-/// Streams whose events were all purged still count: the table remembers
-/// every stream's version, which is what appends check against.
-fn count_streams(directory: &Path, view: &LogView) -> CliResult<(u64, String)> {
-    let mut tables: Vec<u64> = std::fs::read_dir(directory)
-        .map_err(|error| Failure::io(directory.display(), &error))?
-        .filter_map(Result::ok)
-        .filter_map(|entry| entry.file_name().to_str().and_then(stream_table::parse_file_name))
-        .collect();
-    tables.sort_unstable_by(|a, b| b.cmp(a));
-    for first in tables {
-        let Ok(bytes) = std::fs::read(directory.join(stream_table::file_name(first))) else { continue };
-        let Ok(table) = StreamTable::decode(bytes) else { continue };
-        // A table written after this view was taken covers events it lacks.
-        if table.next_position() > view.next_position() {
-            continue;
-        }
-        let from = table.next_position().max(view.first_position());
-        let extra = scan_new_streams(view, from, |stream| table.get(stream).is_some())?;
-        let how = format!(
-            "stream table {} plus a scan of {} events after it",
-            stream_table::file_name(first),
-            thousands(view.next_position() - from)
-        );
-        return Ok((table.len() as u64 + extra, how));
-    }
-    let count = scan_new_streams(view, view.first_position(), |_| false)?;
-    Ok((count, format!("no stream table yet: scanned all {} events", thousands(view.len()))))
-}
-
-/// Distinct streams of the events from `from` on that `known` does not know.
-fn scan_new_streams(view: &LogView, from: u64, known: impl Fn(&str) -> bool) -> CliResult<u64> {
-    let bar = progress::bar(view.next_position().saturating_sub(from), "streams");
-    let mut new: HashSet<String> = HashSet::new();
-    for event in view.iter_from(from) {
-        let event = event?;
-        if event.position % 4096 == 0 {
-            bar.set_position(event.position - from);
-        }
-        if !new.contains(event.stream) && !known(event.stream) {
-            new.insert(event.stream.to_owned());
-        }
-    }
-    bar.finish_and_clear();
-    Ok(new.len() as u64)
 }
 
 /// Bytes of each kind of file in the directory.

@@ -103,15 +103,8 @@ pub fn purge(args: &PurgeArgs) -> CliResult {
     out.flush()
 }
 
-/// Opens an existing log for writing. `Log::open` would create a log in any
-/// directory; a typo in the path must not.
+/// Opens an existing log for writing: a typo in the path must not create a
+/// new log.
 fn open_existing(directory: &Path) -> CliResult<Log> {
-    let entries = std::fs::read_dir(directory).map_err(|error| Failure::io(directory.display(), &error))?;
-    let has_segment = entries
-        .filter_map(Result::ok)
-        .any(|entry| entry.file_name().to_str().and_then(chronolog::segment::parse_file_name).is_some());
-    if !has_segment {
-        return Err(Failure::usage(format!("{} holds no segment files: not a chronolog log", directory.display())));
-    }
-    Ok(Log::open(directory, LogOptions::default())?)
+    Ok(Log::open(directory, LogOptions::default().create_if_missing(false))?)
 }
