@@ -6,7 +6,9 @@
 //! must hold every event acknowledged with `Durability::Sync`, be a gap-free
 //! prefix of what was written (stream versions included), and take appends
 //! again. Small segments put segment rolls, stream tables and index files
-//! among the crash points.
+//! among the crash points. The same cuts run through a CQRS workload whose
+//! aggregate and read-model snapshots must never be found damaged or ahead of
+//! the log.
 
 mod common;
 
@@ -135,5 +137,102 @@ fn power_loss_at_random_sync_points_of_a_larger_workload() {
             Cut::AfterSyncs(syncs),
             &format!("seed {seed} round {round}: power lost after {syncs} syncs"),
         );
+    }
+}
+
+/// The CQRS workload under power loss: commands through an `AggregateStore`
+/// that snapshots every two events, and read-model snapshots every few
+/// commands. After a power loss at every sync point and every write in turn,
+/// every acknowledged command is in the log, no snapshot is damaged, ahead of
+/// the log or half there, and aggregate and read model equal brute force.
+mod cqrs_under_power_loss {
+    use super::*;
+    use chronolog::cqrs::{project_as_of, snapshot_projection_as_of, AggregateStore, AsOf, JsonCodec};
+    use chronolog::snapshot::SnapshotStore;
+    use common::bank::*;
+
+    const COMMANDS: i64 = 12;
+
+    fn options(storage: &PowerLossStorage, durability: Durability) -> LogOptions {
+        // Small segments: the simulated disk copies a file's content at each sync.
+        LogOptions::default()
+            .segment_capacity_bytes(SMALL_SEGMENT_BYTES)
+            .durability(durability)
+            .storage(Arc::new(storage.clone()))
+    }
+
+    /// Runs the commands until one fails; returns the deposits acknowledged.
+    fn run(log: &Log) -> i64 {
+        let store = AggregateStore::<Account, _>::new(log, JsonCodec).snapshot_every(2);
+        if store.execute("1", &AccountCommand::Open).is_err() {
+            return 0;
+        }
+        let mut acknowledged = 0;
+        for amount in 1..=COMMANDS {
+            if store.execute("1", &AccountCommand::Deposit(amount)).is_err() {
+                break;
+            }
+            acknowledged = amount;
+            if amount % 3 == 0
+                && snapshot_projection_as_of::<Balances>(log, &SnapshotStore::open(log), AsOf::Now).is_err()
+            {
+                break;
+            }
+        }
+        acknowledged
+    }
+
+    /// With `Durability::None` nothing is promised of the commands, but
+    /// snapshots (made after a sync) must still never outrun the log.
+    fn crash_and_check(durability: Durability, cut: Cut, label: &str) -> (u64, u64) {
+        let directory = tempfile::tempdir().unwrap();
+        let storage = PowerLossStorage::new();
+        match cut {
+            Cut::Never => {}
+            Cut::AfterSyncs(count) => storage.lose_power_after_syncs(count),
+            Cut::AfterWrites(count) => storage.lose_power_after_writes(count),
+        }
+        let mut acknowledged = 0;
+        if let Ok(log) = Log::open(directory.path(), options(&storage, durability)) {
+            acknowledged = run(&log);
+            storage.lose_power();
+            drop(log);
+        }
+        let used = (storage.syncs(), storage.writes());
+        storage.restart().unwrap();
+        let log = Log::open(directory.path(), options(&storage, durability))
+            .unwrap_or_else(|e| panic!("{label}: reopen: {e}"));
+        let store = AggregateStore::<Account, _>::new(&log, JsonCodec);
+        let loaded = store.load("1").unwrap_or_else(|e| panic!("{label}: load: {e}"));
+        assert!(loaded.report.skipped.is_empty(), "{label}: skipped {:?}", loaded.report.skipped);
+        let deposits: i64 = (1..=COMMANDS).take_while(|&n| n * (n + 1) / 2 <= loaded.state.balance).last().unwrap_or(0);
+        assert_eq!(loaded.state.balance, deposits * (deposits + 1) / 2, "{label}: deposits in order, none twice");
+        if durability == Durability::Sync {
+            assert!(deposits >= acknowledged, "{label}: {acknowledged} deposits acknowledged, {deposits} in the log");
+        }
+        let events = read_all(&log);
+        assert_eq!(loaded.state.events, events.len() as u64, "{label}");
+        let (balances, report) = project_as_of::<Balances>(&log, &SnapshotStore::open(&log), AsOf::Now).unwrap();
+        assert!(report.skipped.is_empty(), "{label}: skipped {:?}", report.skipped);
+        assert_eq!(balances, brute_force_balances(&events, log.next_position()), "{label}");
+        let leftovers = SnapshotStore::open(&log).verify().unwrap();
+        assert!(leftovers.is_empty(), "{label}: damaged snapshot files {leftovers:?}");
+        used
+    }
+
+    #[test]
+    fn power_loss_at_every_sync_and_every_write_of_a_cqrs_workload() {
+        for durability in [Durability::Sync, Durability::None] {
+            let (syncs, writes) = crash_and_check(durability, Cut::Never, "no power loss");
+            assert!(syncs > 10 && writes > 20, "the workload makes {syncs} syncs and {writes} writes");
+            for count in 0..syncs {
+                let label = format!("{durability:?}: power lost after {count} of {syncs} syncs");
+                crash_and_check(durability, Cut::AfterSyncs(count), &label);
+            }
+            for count in 0..writes {
+                let label = format!("{durability:?}: power lost after {count} of {writes} writes");
+                crash_and_check(durability, Cut::AfterWrites(count), &label);
+            }
+        }
     }
 }

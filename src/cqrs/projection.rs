@@ -158,12 +158,20 @@ pub(crate) fn fold<P: Projection>(
     Ok(())
 }
 
-/// Writes `state` and its checkpoint as one snapshot.
+/// Writes `state` and its checkpoint as one snapshot, after making the
+/// events it reflects durable (a writable log): a snapshot must not outlive
+/// the events it was made from in a power loss. (Through a read-only handle
+/// the writing process decides what is durable; such a snapshot may be found
+/// ahead of the log after a power loss, and is then skipped.)
 pub(crate) fn save<P: Projection>(
+    log: &Log,
     store: &SnapshotStore,
     state: &P,
     checkpoint: Checkpoint,
 ) -> Result<std::path::PathBuf> {
+    if !log.is_read_only() {
+        log.sync()?;
+    }
     let payload = state.encode().map_err(|error| Error::Codec {
         what: format!("state of projection {}", P::NAME),
         message: error.to_string(),
@@ -206,5 +214,5 @@ pub fn snapshot_projection_as_of<P: Projection>(
     if checkpoint.next_position == 0 {
         return Ok(None);
     }
-    save(store, &state, checkpoint).map(Some)
+    save(log, store, &state, checkpoint).map(Some)
 }

@@ -287,8 +287,7 @@ impl<P> Drop for FinishOnPanic<'_, P> {
 /// Saves state and checkpoint; true on success. A failure is recorded, not
 /// fatal (the events are in the log, and the next snapshot tries again).
 fn snapshot<P: Projection>(shared: &Shared<P>, checkpoint: Checkpoint) -> bool {
-    let synced = if shared.log.is_read_only() { Ok(()) } else { shared.log.sync() };
-    let saved = synced.and_then(|()| save(&shared.store, &*shared.state.read(), checkpoint));
+    let saved = save(&shared.log, &shared.store, &*shared.state.read(), checkpoint);
     let mut progress = shared.progress.lock();
     match saved {
         Ok(_) => {
