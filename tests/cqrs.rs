@@ -548,3 +548,32 @@ fn purged_history_without_a_snapshot_is_an_error_not_a_partial_state() {
     let before = project_as_of::<Balances>(&log, &snapshots, AsOf::Time(times[0]));
     assert!(matches!(before, Err(Error::MissingHistory { .. })), "{before:?}");
 }
+
+/// A newest snapshot whose CRC is fine but whose payload the codec cannot
+/// read (a bug in an older release, say) falls back to an older snapshot,
+/// reported as a codec error; the result is still the full replay's.
+#[test]
+fn an_undecodable_newest_snapshot_falls_back_to_an_older_one() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), options()).unwrap();
+    let store = accounts(&log, 2);
+    store.execute("1", &AccountCommand::Open).unwrap();
+    for amount in 1..=4 {
+        store.execute("1", &AccountCommand::Deposit(amount)).unwrap();
+    }
+    let snapshots = SnapshotStore::open(&log).keep_last(1000);
+    let name = AggregateStore::<Account, JsonCodec>::snapshot_name("account-1");
+    let newest = snapshots.find(&name, chronolog::snapshot::SnapshotBound::Latest, 1, &log.view()).unwrap();
+    let newest = newest.snapshot.unwrap().meta;
+    assert_eq!(newest.next_position, 4);
+    snapshots.write(&newest, b"not the state's json").unwrap();
+
+    let loaded = store.load("1").unwrap();
+    assert_eq!(loaded.state.balance, 10);
+    assert_eq!(loaded.report.snapshot, Some((2, 2)));
+    assert!(
+        matches!(&loaded.report.skipped[..], [s] if matches!(&s.reason, SkipReason::Damaged(Error::Codec { .. }))),
+        "{:?}",
+        loaded.report.skipped
+    );
+}

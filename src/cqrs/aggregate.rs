@@ -7,7 +7,7 @@ use super::as_of::AsOf;
 use super::codec::Codec;
 use crate::error::{Error, Result};
 use crate::log::{Appended, ExpectedVersion, Log, NewEvent};
-use crate::snapshot::{SkippedSnapshot, SnapshotMeta, SnapshotStore};
+use crate::snapshot::{SkipReason, SkippedSnapshot, SnapshotMeta, SnapshotStore};
 
 /// A consistency boundary whose state is the fold of its stream's events, and
 /// which decides what a command does.
@@ -248,34 +248,33 @@ where
         let stream = Self::stream_of(id);
         let view = self.log.view();
         let end = as_of.end_position(&view)?;
-        let lookup =
-            self.snapshots.find(&Self::snapshot_name(&stream), as_of.snapshot_bound(end), A::SCHEMA_VERSION, &view)?;
+        // A snapshot this code cannot decode is as good as damaged: it is
+        // skipped (and reported) for an older one.
+        let mut decoded = None;
+        let lookup = self.snapshots.find_accepted(
+            &Self::snapshot_name(&stream),
+            as_of.snapshot_bound(end),
+            A::SCHEMA_VERSION,
+            &view,
+            |snapshot| match Codec::<A>::decode(&self.codec, snapshot.payload()) {
+                Ok(state) => {
+                    decoded = Some(state);
+                    Ok(())
+                }
+                Err(error) => Err(undecodable(snapshot, &*error)),
+            },
+        )?;
         let mut report = LoadReport { skipped: lookup.skipped, ..LoadReport::default() };
         let mut state = A::default();
         let mut next_version = 0;
         let mut last_position = None;
         let mut last_timestamp_ns = 0;
-        if let Some(snapshot) = lookup.snapshot {
-            let decoded: std::result::Result<A, _> = self.codec.decode(snapshot.payload());
-            match decoded {
-                Ok(decoded) => {
-                    state = decoded;
-                    next_version = snapshot.meta.version;
-                    last_position = snapshot.meta.next_position.checked_sub(1);
-                    last_timestamp_ns = snapshot.meta.timestamp_ns;
-                    report.snapshot = Some((snapshot.meta.next_position, snapshot.meta.version));
-                }
-                Err(error) => {
-                    // A snapshot this code cannot decode is as good as damaged:
-                    // say so, and replay from the start.
-                    let message = error.to_string();
-                    let what = format!("snapshot {}", snapshot.path.display());
-                    report.skipped.push(SkippedSnapshot {
-                        path: snapshot.path.clone(),
-                        reason: crate::snapshot::SkipReason::Damaged(Error::Codec { what, message }),
-                    });
-                }
-            }
+        if let (Some(snapshot), Some(decoded)) = (lookup.snapshot, decoded) {
+            state = decoded;
+            next_version = snapshot.meta.version;
+            last_position = snapshot.meta.next_position.checked_sub(1);
+            last_timestamp_ns = snapshot.meta.timestamp_ns;
+            report.snapshot = Some((snapshot.meta.next_position, snapshot.meta.version));
         }
         for event in view.read_stream(&stream, next_version)? {
             let event = event?;
@@ -408,4 +407,11 @@ where
     pub fn log(&self) -> &Log {
         &self.log
     }
+}
+
+/// The skip reason of a snapshot whose payload the application's codec
+/// cannot decode.
+pub(crate) fn undecodable(snapshot: &crate::snapshot::Snapshot, error: &dyn std::fmt::Display) -> SkipReason {
+    let what = format!("snapshot {}", snapshot.path.display());
+    SkipReason::Damaged(Error::Codec { what, message: error.to_string() })
 }

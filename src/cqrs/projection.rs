@@ -5,7 +5,7 @@ use super::as_of::AsOf;
 use super::codec::CodecError;
 use crate::error::{Error, Result};
 use crate::log::{EventRef, Filter, Log, LogView};
-use crate::snapshot::{SkipReason, SkippedSnapshot, SnapshotBound, SnapshotMeta, SnapshotStore};
+use crate::snapshot::{SkippedSnapshot, SnapshotBound, SnapshotMeta, SnapshotStore};
 
 /// A read model: state folded from the events that pass its filter.
 ///
@@ -101,25 +101,26 @@ pub(crate) fn restore<P: Projection>(
     bound: SnapshotBound,
     report: &mut RebuildReport,
 ) -> Result<(P, Checkpoint)> {
-    let lookup = store.find(&snapshot_name::<P>(), bound, P::SCHEMA_VERSION, view)?;
+    let mut decoded = None;
+    let lookup =
+        store.find_accepted(&snapshot_name::<P>(), bound, P::SCHEMA_VERSION, view, |snapshot| {
+            match P::decode(snapshot.payload()) {
+                Ok(state) => {
+                    decoded = Some(state);
+                    Ok(())
+                }
+                Err(error) => Err(super::aggregate::undecodable(snapshot, &*error)),
+            }
+        })?;
     report.skipped.extend(lookup.skipped);
-    if let Some(snapshot) = lookup.snapshot {
-        match P::decode(snapshot.payload()) {
-            Ok(state) => {
-                report.snapshot = Some(snapshot.meta.next_position);
-                let checkpoint = Checkpoint {
-                    next_position: snapshot.meta.next_position,
-                    timestamp_ns: snapshot.meta.timestamp_ns,
-                    applied: snapshot.meta.version,
-                };
-                return Ok((state, checkpoint));
-            }
-            Err(error) => {
-                let what = format!("snapshot {}", snapshot.path.display());
-                let reason = SkipReason::Damaged(Error::Codec { what, message: error.to_string() });
-                report.skipped.push(SkippedSnapshot { path: snapshot.path.clone(), reason });
-            }
-        }
+    if let (Some(snapshot), Some(state)) = (lookup.snapshot, decoded) {
+        report.snapshot = Some(snapshot.meta.next_position);
+        let checkpoint = Checkpoint {
+            next_position: snapshot.meta.next_position,
+            timestamp_ns: snapshot.meta.timestamp_ns,
+            applied: snapshot.meta.version,
+        };
+        return Ok((state, checkpoint));
     }
     Ok((P::default(), Checkpoint { next_position: 0, timestamp_ns: 0, applied: 0 }))
 }

@@ -263,6 +263,22 @@ impl SnapshotStore {
         schema_version: u32,
         view: &LogView,
     ) -> Result<SnapshotLookup> {
+        self.find_accepted(name, bound, schema_version, view, |_| Ok(()))
+    }
+
+    /// [`SnapshotStore::find`] with one more test of the application's: a
+    /// candidate that passes every other check is used only if `accept`
+    /// returns `Ok`; otherwise it is skipped with the reason `accept` gives
+    /// and the lookup goes on to older ones. This is how a snapshot whose
+    /// payload the application cannot decode falls back to an older one.
+    pub fn find_accepted(
+        &self,
+        name: &str,
+        bound: SnapshotBound,
+        schema_version: u32,
+        view: &LogView,
+        mut accept: impl FnMut(&Snapshot) -> std::result::Result<(), SkipReason>,
+    ) -> Result<SnapshotLookup> {
         let mut lookup = SnapshotLookup::default();
         let folder = self.folder(name);
         for (next_position, path) in self.positions(&folder)? {
@@ -316,6 +332,10 @@ impl SnapshotStore {
                 skip(reason);
                 continue;
             }
+            if let Err(reason) = accept(&snapshot) {
+                skip(reason);
+                continue;
+            }
             lookup.snapshot = Some(snapshot);
             break;
         }
@@ -325,7 +345,7 @@ impl SnapshotStore {
     /// Every snapshot of `name`, newest first.
     pub fn list(&self, name: &str) -> Result<Vec<SnapshotEntry>> {
         let folder = self.folder(name);
-        self.positions(&folder)?.into_iter().map(|(_, path)| self.entry(path)).collect()
+        Ok(self.positions(&folder)?.into_iter().map(|(_, path)| self.entry(path)).collect())
     }
 
     /// Every snapshot file under the store, by folder, newest first within
@@ -341,19 +361,19 @@ impl SnapshotStore {
         for folder in folders {
             let folder = self.root.join(folder);
             for (_, path) in self.positions(&folder)? {
-                entries.push(self.entry(path)?);
+                entries.push(self.entry(path));
             }
         }
         Ok(entries)
     }
 
-    fn entry(&self, path: PathBuf) -> Result<SnapshotEntry> {
-        let file_bytes = match self.storage.open(&path, OpenMode::ReadOnly).and_then(|file| file.len()) {
-            Ok(length) => length,
-            Err(error) => return Err(Error::io("open snapshot", &path, error)),
-        };
+    /// One listed file; a file that cannot be read (or was removed by a
+    /// concurrent retention since the listing) is an entry with an error,
+    /// not a failure of the whole listing.
+    fn entry(&self, path: PathBuf) -> SnapshotEntry {
+        let file_bytes = self.storage.open(&path, OpenMode::ReadOnly).and_then(|file| file.len()).unwrap_or(0);
         let meta = read_snapshot(&*self.storage, &path).map(|snapshot| snapshot.meta);
-        Ok(SnapshotEntry { path, file_bytes, meta })
+        SnapshotEntry { path, file_bytes, meta }
     }
 
     /// The folder of a name: readable characters of the name, then a hash of
