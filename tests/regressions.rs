@@ -3,8 +3,9 @@
 //! the log, that a reopened log does not count page-cache-only records as
 //! durable, that read-only readers tolerate a live writer, that a torn tail
 //! full of length-like bytes is cut correctly, that crafted positions cannot
-//! overflow, that a truncate which cannot find its cut removes nothing, and
-//! that a version-2 segment header re-encodes as version 3.
+//! overflow, that a truncate which cannot find its cut removes nothing, that a
+//! version-2 segment header re-encodes as version 3, and that a read-only
+//! refresh racing a purge lists the directory again.
 
 mod common;
 
@@ -295,4 +296,62 @@ fn a_version_2_segment_header_reencodes_as_version_3() {
     assert_eq!(SegmentHeader::decode(&encoded).unwrap(), header);
     let footer = &bytes[bytes.len() - chronolog::segment::FOOTER_SIZE..];
     assert!(SegmentFooter::decode(footer, &header).unwrap().is_some());
+}
+
+/// Found in review: a read-only follower's refresh could list a segment the
+/// writer then purged, fail to open it, and stop the follower (a projection
+/// runner or subscription) for good. A storage that lists a segment once
+/// that is not there stands for that race.
+#[test]
+fn a_refresh_racing_a_purge_lists_the_directory_again() {
+    use chronolog::storage::{OpenMode, StdStorage, Storage, StorageFile};
+    use std::sync::atomic::AtomicU32;
+
+    #[derive(Debug)]
+    struct PhantomSegment {
+        listings_to_fake: AtomicU32,
+    }
+    impl Storage for PhantomSegment {
+        fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+            StdStorage.create_dir_all(path)
+        }
+        fn list_dir(&self, path: &Path) -> std::io::Result<Vec<String>> {
+            let mut names = StdStorage.list_dir(path)?;
+            let fake = self.listings_to_fake.load(Ordering::SeqCst);
+            if fake > 0 && names.iter().any(|name| name.ends_with(".seg")) {
+                self.listings_to_fake.store(fake - 1, Ordering::SeqCst);
+                // Purged just after this listing: listed, but gone.
+                names.push(format!("{:020}.seg", 0));
+            }
+            Ok(names)
+        }
+        fn open(&self, path: &Path, mode: OpenMode) -> std::io::Result<Arc<dyn StorageFile>> {
+            StdStorage.open(path, mode)
+        }
+        fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+            StdStorage.remove_file(path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+            StdStorage.rename(from, to)
+        }
+        fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+            StdStorage.sync_dir(path)
+        }
+        fn exists(&self, path: &Path) -> std::io::Result<bool> {
+            StdStorage.exists(path)
+        }
+    }
+
+    let directory = tempfile::tempdir().unwrap();
+    let options = LogOptions::default().segment_capacity_bytes(4096);
+    let writer = Log::open(directory.path(), options.clone()).unwrap();
+    append_numbered(&writer, 200);
+    assert!(writer.purge_before(100).unwrap() > 0, "segment 0 is gone");
+    let storage = Arc::new(PhantomSegment { listings_to_fake: AtomicU32::new(0) });
+    let reader = Log::open_read_only(directory.path(), options.storage(storage.clone())).unwrap();
+    append_numbered(&writer, 2);
+    storage.listings_to_fake.store(1, Ordering::SeqCst);
+    reader.refresh().expect("a file gone between listing and opening is listed again");
+    assert_eq!(reader.next_position(), 202);
+    assert_eq!(storage.listings_to_fake.load(Ordering::SeqCst), 0, "the race happened");
 }

@@ -141,7 +141,18 @@ impl Inner {
         if self.writable {
             return Ok(());
         }
-        let loaded = open::load(&self.directory, &self.options, false)?;
+        // The writer may purge or truncate between the directory listing and
+        // the opening of a listed file: a file gone meanwhile means "list
+        // again", not a failure of the reader.
+        let mut attempts = 0;
+        let loaded = loop {
+            match open::load(&self.directory, &self.options, false) {
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound && attempts < 10 => {
+                    attempts += 1;
+                }
+                other => break other?,
+            }
+        };
         let mut state = self.state.lock();
         let previous = Arc::clone(&state.context);
         *state = loaded.state;

@@ -7,7 +7,6 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 use chronolog::{Log, LogOptions};
 
@@ -34,10 +33,6 @@ pub struct Args {
     pub format: Format,
 }
 
-/// Consecutive failed refreshes tolerated before giving up: a refresh can
-/// race a purge or truncation in the writer (a file listed, then gone).
-const REFRESH_ATTEMPTS: u32 = 20;
-
 /// Runs `tail`.
 pub fn run(args: &Args) -> CliResult {
     let log = Log::open_read_only(&args.directory, LogOptions::default())?;
@@ -50,7 +45,6 @@ pub fn run(args: &Args) -> CliResult {
     let mut line = String::new();
     // Never set: tail runs until the process is interrupted.
     let stop = AtomicBool::new(false);
-    let mut failed_refreshes = 0;
     loop {
         let view = log.view();
         if view.next_position() < next {
@@ -73,15 +67,8 @@ pub fn run(args: &Args) -> CliResult {
         }
         out.flush()?;
         drop(view);
-        match log.wait_for_or_stop(next, None, &stop) {
-            Ok(_) => failed_refreshes = 0,
-            Err(error) => {
-                failed_refreshes += 1;
-                if failed_refreshes >= REFRESH_ATTEMPTS {
-                    return Err(error.into());
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+        // A refresh that races the writer's purge lists the directory again
+        // (inside the library); any error left is real.
+        log.wait_for_or_stop(next, None, &stop)?;
     }
 }
