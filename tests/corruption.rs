@@ -103,6 +103,8 @@ fn cutting_the_active_segment_anywhere_recovers_whole_batches() {
     assert_eq!(segment_files(original.path()).len(), 1);
     let bounds = active_record_bounds(&log);
     drop(log);
+    // A crash leaves no clean-close index: a torn write can only come with one.
+    remove_segment_indexes(original.path());
     let active = segment_files(original.path()).pop().unwrap();
     let original_bytes = std::fs::read(&active).unwrap();
     let start = bounds[6].0;
@@ -158,12 +160,7 @@ fn damage_before_the_tail_is_an_error_and_salvage_keeps_the_valid_prefix() {
     }
     // After a crash (no clean-close index) open scans the active segment and
     // refuses the damage.
-    for entry in std::fs::read_dir(directory.path()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "idx") {
-            std::fs::remove_file(path).unwrap();
-        }
-    }
+    remove_segment_indexes(directory.path());
     let error = Log::open(directory.path(), LogOptions::default()).unwrap_err();
     assert!(names(&error, &active, damaged_offset), "{error}");
     assert!(matches!(&error, Error::Corrupted { offset, .. } if *offset == bounds[10].0), "{error}");
@@ -190,6 +187,7 @@ fn strict_mode_refuses_a_torn_tail() {
     append_range(&log, 0, 5, 1);
     let bounds = active_record_bounds(&log);
     drop(log);
+    remove_segment_indexes(directory.path());
     let active = segment_files(directory.path()).pop().unwrap();
     let file = OpenOptions::new().write(true).open(&active).unwrap();
     file.write_all_at(&[0u8; 8], bounds[4].1 - 8).unwrap();
@@ -254,4 +252,57 @@ fn damaged_stream_tables_are_rebuilt() {
     let log = Log::open(directory.path(), small_options()).unwrap();
     assert!(log.recovery_report().is_clean());
     assert!(log.verify().unwrap().is_clean());
+}
+
+/// The segment index files of a directory, removed: what a crash leaves of
+/// the active segment's (a clean close writes it, the first append removes it).
+fn remove_segment_indexes(directory: &std::path::Path) {
+    for entry in std::fs::read_dir(directory).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "idx") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+}
+
+/// Found in review: after a clean close (its index still on disk, so nothing
+/// was appended since) a damaged or missing last record is not a torn write,
+/// since the close had synced it: every open refuses it, read-only ones too,
+/// where it used to be cut silently and its position reused.
+#[test]
+fn damage_to_the_last_record_after_a_clean_close_is_corruption_not_a_torn_tail() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), LogOptions::default()).unwrap();
+    append_range(&log, 0, 5, 1);
+    let bounds = active_record_bounds(&log);
+    drop(log);
+    let active = segment_files(directory.path()).pop().unwrap();
+    flip_byte(&active, bounds[4].0 + 30);
+    for mode in [RecoveryMode::TolerateTornTail, RecoveryMode::Strict] {
+        let error = Log::open(directory.path(), LogOptions::default().recovery_mode(mode)).unwrap_err();
+        assert!(names(&error, &active, bounds[4].0), "{mode:?}: {error}");
+    }
+    let error = Log::open_read_only(directory.path(), LogOptions::default()).unwrap_err();
+    assert!(error.is_corruption(), "{error}");
+    // Salvage keeps the intact prefix, and says what it set aside.
+    let log = Log::open(directory.path(), LogOptions::default().recovery_mode(RecoveryMode::Salvage)).unwrap();
+    assert_deterministic(&log, 4);
+    assert_eq!(log.recovery_report().salvaged.len(), 1);
+}
+
+/// Found in review: a read-only open (what `chronolog verify` and `dump` use)
+/// tolerated damage in the middle of the active segment, showing only the
+/// events before it, where a writable open refuses it.
+#[test]
+fn a_read_only_open_refuses_damage_in_the_middle_of_the_active_segment() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), LogOptions::default()).unwrap();
+    append_range(&log, 0, 5, 1);
+    let bounds = active_record_bounds(&log);
+    drop(log);
+    remove_segment_indexes(directory.path());
+    let active = segment_files(directory.path()).pop().unwrap();
+    flip_byte(&active, bounds[2].0 + 30);
+    let error = Log::open_read_only(directory.path(), LogOptions::default()).unwrap_err();
+    assert!(names(&error, &active, bounds[2].0), "{error}");
 }

@@ -188,7 +188,15 @@ pub(crate) fn load(directory: &Path, options: &LogOptions, writable: bool) -> Re
                 options.index_interval_bytes,
                 |stream| sealed_streams.get(stream).map(|s| s.last_position),
             );
-            recover_tail(storage, &last.segment, &outcome, options.recovery_mode, writable, &mut report)?;
+            // A clean close's index that was not trusted still says how far
+            // the records were durable when it was written (unless a
+            // truncation in progress is cutting them).
+            let promised_end = match pending_truncation {
+                Some(_) => None,
+                None => promised_data_end(storage, directory, &last.segment),
+            };
+            let tail = TailCheck { mode: options.recovery_mode, writable, promised_end };
+            recover_tail(storage, &last.segment, &outcome, &tail, &mut report)?;
             report.active_segment_scanned = true;
             // An index a clean close left that was not trusted (a Strict or
             // Salvage open, or one that no longer matches) must still go
@@ -390,22 +398,49 @@ pub(crate) fn scan_for_streams(
     )
 }
 
+/// What [`recover_tail`] knows beside the segment's bytes.
+struct TailCheck {
+    mode: RecoveryMode,
+    writable: bool,
+    /// Where a clean close's index (still on disk, so nothing was appended
+    /// since) says the records end: records before it were durable.
+    promised_end: Option<u64>,
+}
+
+/// The data end claimed by an intact segment index file of the active
+/// segment: one is left only by a clean close, after the records were synced,
+/// and removed before the next append.
+fn promised_data_end(storage: &dyn Storage, directory: &Path, segment: &Segment) -> Option<u64> {
+    let path = directory.join(crate::index::segment_index::file_name(segment.first_position()));
+    let bytes = storage::read_all(storage, &path).ok()?;
+    let data_end = SegmentIndex::peek_data_end(&bytes)?;
+    SegmentIndex::decode(&bytes, segment.first_position(), data_end).ok().map(|_| data_end)
+}
+
 /// Decides what the bytes after the active segment's last complete batch are,
 /// and cuts them when they are a torn write.
 fn recover_tail(
     storage: &dyn Storage,
     segment: &Segment,
     outcome: &ScanOutcome,
-    mode: RecoveryMode,
-    writable: bool,
+    check: &TailCheck,
     report: &mut RecoveryReport,
 ) -> Result<()> {
+    let TailCheck { mode, writable, promised_end } = *check;
     let (problem_offset, reason) = match &outcome.end {
         ScanEnd::Clean => (outcome.valid_end, None),
         ScanEnd::IncompleteBatch { offset } => (*offset, None),
         ScanEnd::Invalid { offset, kind } => (*offset, Some(kind.clone())),
     };
+    // Records a clean close made durable are missing: damage, whatever the
+    // bytes look like (a flipped bit in the last record looks like a torn
+    // write otherwise).
+    let lost_durable = promised_end.is_some_and(|end| outcome.valid_end < end);
     let Some(last_non_zero) = segment::last_non_zero(segment.bytes(), outcome.valid_end) else {
+        if lost_durable && mode != RecoveryMode::Salvage {
+            let kind = CorruptionKind::Truncated { needed: promised_end.unwrap_or(0), available: outcome.valid_end };
+            return Err(Error::corrupted(segment.path(), outcome.valid_end, kind));
+        }
         return Ok(());
     };
     let bad_offset = match &reason {
@@ -416,16 +451,31 @@ fn recover_tail(
         ScanEnd::IncompleteBatch { .. } => CorruptionKind::IncompleteBatch,
         _ => CorruptionKind::NonZeroPadding,
     });
+    // A bad record with a valid one after it is damage in the middle of the log,
+    // not a write torn by a crash (a torn write leaves nothing valid behind it).
+    let damaged = |outcome: &ScanOutcome| {
+        lost_durable || valid_record_after(segment.bytes(), outcome.stop_offset, last_non_zero, outcome.stop_position)
+    };
     if !writable {
         // A reader cannot tell a torn write from a writer still appending:
-        // what follows the last complete batch is simply not shown yet.
+        // what follows the last complete batch is simply not shown yet. But
+        // damage in the middle is damage, unless a second look finds the
+        // writer moved on (a batch being copied in can show a record not yet
+        // complete before one that already is).
+        if damaged(outcome) && !writer_moved_on(segment, outcome) {
+            return Err(Error::corrupted(segment.path(), bad_offset, kind));
+        }
+        report.torn_tail = Some(DroppedBytes {
+            path: segment.path().to_path_buf(),
+            offset: outcome.valid_end,
+            length_bytes: last_non_zero + 1 - outcome.valid_end,
+            reason,
+            saved_to: None,
+        });
         return Ok(());
     }
     let strict = mode == RecoveryMode::Strict;
-    // A bad record with a valid one after it is damage in the middle of the log,
-    // not a write torn by a crash (a torn write leaves nothing valid behind it).
-    let mid_log =
-        !strict && valid_record_after(segment.bytes(), outcome.stop_offset, last_non_zero, outcome.stop_position);
+    let mid_log = !strict && damaged(outcome);
     if strict || (mid_log && mode != RecoveryMode::Salvage) {
         return Err(Error::corrupted(segment.path(), bad_offset, kind));
     }
@@ -448,6 +498,15 @@ fn recover_tail(
         report.torn_tail = Some(dropped);
     }
     Ok(())
+}
+
+/// For a read-only open that found what looks like damage in the active
+/// segment: true when, a moment later, the records reach further than they
+/// did (a live writer was in the middle of a batch).
+fn writer_moved_on(segment: &Segment, outcome: &ScanOutcome) -> bool {
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let again = scan(segment.bytes(), HEADER_SIZE as u64, segment.data_limit(), segment.first_position(), 0, |_, _| {});
+    again.valid_end > outcome.valid_end
 }
 
 /// True when a valid record of position `position` or later starts anywhere in
