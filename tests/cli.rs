@@ -168,6 +168,32 @@ fn append_then_dump_round_trips_arbitrary_json_losslessly() {
     assert_eq!(chronolog(&["dump", path(copy.path())]).stdout, dump_output.stdout);
 }
 
+/// Found in review: a dump fed back to append must copy payload and metadata
+/// bytes exactly, even JSON with whitespace, JSON a strict parser refuses, and
+/// metadata that is the text `null` (which append reads as "no metadata").
+#[test]
+fn a_dump_appended_elsewhere_copies_every_byte() {
+    let directory = tempfile::tempdir().unwrap();
+    let payloads: [&[u8]; 6] = [b"{\"a\": 1}", b"1\n", b"\"\\ud800\"", b"1e999", b"null", b"{}"];
+    let metadata: [&[u8]; 6] = [b"null", b"", b" {}", b"{\"m\":1}", b"\x00", b"null"];
+    {
+        let log = Log::open(directory.path(), LogOptions::default()).unwrap();
+        for (payload, metadata) in payloads.iter().zip(metadata) {
+            log.append(&NewEvent::new("s", "T", payload).with_metadata(metadata)).unwrap();
+        }
+    }
+    let copy = tempfile::tempdir().unwrap();
+    let dumped = text(&chronolog(&["dump", path(directory.path())]).stdout);
+    let output = chronolog_with_input(&["append", path(copy.path())], &dumped);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let read = |directory: &Path| -> Vec<(Vec<u8>, Vec<u8>)> {
+        let log = Log::open_read_only(directory, LogOptions::default()).unwrap();
+        let view = log.view();
+        view.iter().map(|e| e.map(|e| (e.payload.to_vec(), e.metadata.to_vec()))).collect::<Result<_, _>>().unwrap()
+    };
+    assert_eq!(read(copy.path()), read(directory.path()), "dump:\n{dumped}");
+}
+
 #[test]
 fn a_wrong_expected_version_stops_append_and_leaves_the_log_as_acknowledged() {
     let directory = tempfile::tempdir().unwrap();

@@ -64,9 +64,11 @@ impl Selection {
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "\
 JSON lines: {\"position\":N,\"timestamp\":NS,\"stream\":S,\"version\":V,\"type\":T,\"data\":JSON,\"metadata\":JSON}
-A payload that is JSON is printed as \"data\"; any other payload (empty included) as
-\"data_b64\" (standard base64); metadata likewise as \"metadata\" / \"metadata_b64\",
-left out when empty. The lines can be fed to `chronolog append` unchanged.
+A payload that is compact JSON (as `chronolog append` stores it) is printed as
+\"data\"; any other payload (empty, not JSON, JSON with whitespace, JSON a strict
+parser refuses) as \"data_b64\" (standard base64); metadata likewise as \"metadata\" /
+\"metadata_b64\" (the text `null` as base64), left out when empty. So the lines can
+be fed to `chronolog append` unchanged, and the copy holds the same bytes.
 
 Examples:
   chronolog dump DIR --stream account-7 --format text

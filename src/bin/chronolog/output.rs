@@ -93,21 +93,23 @@ pub fn render_json(event: &EventRef<'_>, line: &mut String) {
     push_json_string(line, event.stream);
     let _ = write!(line, ",\"version\":{},\"type\":", event.stream_version);
     push_json_string(line, event.event_type);
-    push_bytes_field(line, "data", event.payload, true);
-    push_bytes_field(line, "metadata", event.metadata, false);
+    push_bytes_field(line, "data", event.payload, true, true);
+    // `"metadata": null` means "none" to `chronolog append`: metadata bytes
+    // that are the text `null` go as base64, so a copy keeps them.
+    push_bytes_field(line, "metadata", event.metadata, false, false);
     line.push('}');
 }
 
-fn push_bytes_field(line: &mut String, name: &str, bytes: &[u8], always: bool) {
+fn push_bytes_field(line: &mut String, name: &str, bytes: &[u8], always: bool, null_is_json: bool) {
     if bytes.is_empty() && !always {
         return;
     }
-    match json_text(bytes) {
+    match exact_json(bytes).filter(|json| null_is_json || *json != "null") {
         Some(json) => {
             line.push_str(",\"");
             line.push_str(name);
             line.push_str("\":");
-            line.push_str(&json);
+            line.push_str(json);
         }
         None => {
             line.push_str(",\"");
@@ -151,8 +153,19 @@ fn push_text_bytes(line: &mut String, bytes: &[u8]) {
     }
 }
 
+/// The bytes as they are, when they are a compact JSON document that any
+/// JSON parser reads back to the same bytes: `chronolog append` stores `data`
+/// as written, so a dump fed back to it copies the payload exactly. Anything
+/// else (whitespace between tokens, a lone surrogate escape, a number too
+/// large for a double, not UTF-8) goes as base64.
+pub fn exact_json(bytes: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    serde_json::from_str::<serde_json::Value>(text).ok()?;
+    (minify(text) == text).then_some(text)
+}
+
 /// The bytes as one line of JSON text when they are a JSON document, `None`
-/// otherwise (not UTF-8, not JSON, or empty).
+/// otherwise (not UTF-8, not JSON, or empty); for reading, not for copying.
 pub fn json_text(bytes: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(bytes).ok()?;
     serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
@@ -259,6 +272,16 @@ mod tests {
         assert_eq!(json_text(b"12345678901234567890123456789").as_deref(), Some("12345678901234567890123456789"));
         for bytes in [&b""[..], b"apple", b"{", b"1 2", b"\xff"] {
             assert_eq!(json_text(bytes), None, "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn only_compact_json_that_parses_back_exactly_is_copied_as_json() {
+        for exact in [&b"{\"a\":1}"[..], b"[1,\"x y\"]", b"null", b"12345678901234567890123456789", b"\"\\u00e9\""] {
+            assert!(exact_json(exact).is_some(), "{:?}", String::from_utf8_lossy(exact));
+        }
+        for other in [&b"{\"a\": 1}"[..], b"1\n", b" 1", b"\"\\ud800\"", b"1e999", b"", b"apple", b"\xff"] {
+            assert_eq!(exact_json(other), None, "{:?}", String::from_utf8_lossy(other));
         }
     }
 
