@@ -482,6 +482,63 @@ fn tail_from_the_end_follows_a_writer_that_holds_the_lock() {
     tail.wait().unwrap();
 }
 
+/// A child process killed when the test ends, passed or failed.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Found in review: tail did not notice a truncation once the log grew back
+/// past where it was, and so never showed the new events at the cut
+/// positions; and `--from` beyond the end warned of a truncation and showed
+/// events before the position asked for.
+#[test]
+fn tail_follows_a_truncation_and_starts_where_asked() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), small_segments()).unwrap();
+    for i in 0..100u32 {
+        log.append(&NewEvent::new("old", "T", i.to_string().as_bytes())).unwrap();
+    }
+    let spawn = |extra: &[&str]| {
+        let mut child = Command::new(BIN)
+            .args(["tail", path(directory.path())])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let received = line_reader(child.stdout.take().unwrap());
+        (KillOnDrop(child), received)
+    };
+    let (mut tail, received) = spawn(&[]);
+    let (_beyond, beyond_received) = spawn(&["--from", "130"]);
+    let next_position = |received: &mpsc::Receiver<String>| -> u64 {
+        let line = received.recv_timeout(Duration::from_secs(30)).expect("a line from tail");
+        serde_json::from_str::<Value>(&line).unwrap()["position"].as_u64().unwrap()
+    };
+    let first: Vec<u64> = (0..100).map(|_| next_position(&received)).collect();
+    assert_eq!(first, (0..100).collect::<Vec<_>>());
+
+    log.truncate_after(49).unwrap();
+    for i in 0..100u32 {
+        log.append(&NewEvent::new("new", "T", i.to_string().as_bytes())).unwrap();
+    }
+    let after: Vec<u64> = (0..100).map(|_| next_position(&received)).collect();
+    assert_eq!(after, (50..150).collect::<Vec<_>>(), "the events at the cut positions are the new ones");
+    let beyond: Vec<u64> = (0..20).map(|_| next_position(&beyond_received)).collect();
+    assert_eq!(beyond, (130..150).collect::<Vec<_>>(), "--from beyond the end waits for that position");
+
+    let _ = tail.0.kill();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut tail.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("truncated under tail; events from position 50 on were replaced"), "{stderr}");
+}
+
 /// 12 events with timestamps 1000, 2000, ... ns over three streams.
 fn filter_log(directory: &Path) {
     let log = Log::open(directory, small_segments()).unwrap();

@@ -4,11 +4,16 @@
 //! The log is opened read-only (no lock: the writer keeps appending) and
 //! followed with `Log::wait_for_or_stop`, which refreshes the handle from the
 //! files with pauses growing to 50 ms: a new event shows within about 50 ms.
+//! A truncation under tail (even one the log has grown back over) is noticed
+//! by checking that the events it read are still there, and tail goes on
+//! from the first one replaced, saying so on stderr.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
-use chronolog::{Log, LogOptions};
+use chronolog::{Log, LogOptions, LogView};
 
 use crate::dump::Selection;
 use crate::output::{self, Format, Out};
@@ -33,6 +38,12 @@ pub struct Args {
     pub format: Format,
 }
 
+/// Events remembered (position and timestamp) to find where a truncation
+/// under tail cut the log.
+const REMEMBERED: usize = 1024;
+/// How often tail looks for a truncation while the log is idle.
+const TRUNCATION_CHECK: Duration = Duration::from_millis(250);
+
 /// Runs `tail`.
 pub fn run(args: &Args) -> CliResult {
     let log = Log::open_read_only(&args.directory, LogOptions::default())?;
@@ -43,22 +54,28 @@ pub fn run(args: &Args) -> CliResult {
     drop(view);
     let mut out = Out::new();
     let mut line = String::new();
+    // The newest events read: a truncation (then new appends) replaces some
+    // of them, and tail goes on from the first one replaced.
+    let mut read: VecDeque<(u64, u64)> = VecDeque::with_capacity(REMEMBERED);
     // Never set: tail runs until the process is interrupted.
     let stop = AtomicBool::new(false);
     loop {
         let view = log.view();
-        if view.next_position() < next {
+        if let Some(resume) = replaced_from(&view, &mut read)? {
             let message = format!(
-                "chronolog: the log was truncated to end at position {}; following from there",
-                view.next_position()
+                "chronolog: the log was truncated under tail; events from position {resume} on were replaced, following from there"
             );
             let _ = output::eprintln(&message);
-            next = view.next_position();
+            next = resume;
         }
         next = next.max(view.first_position());
         for event in view.iter_range(next, view.next_position()) {
             let event = event?;
             next = event.position + 1;
+            if read.len() == REMEMBERED {
+                read.pop_front();
+            }
+            read.push_back((event.position, event.timestamp_ns));
             if selection.matches(&filter, &event) {
                 line.clear();
                 output::render(&event, args.format, &mut line);
@@ -67,8 +84,35 @@ pub fn run(args: &Args) -> CliResult {
         }
         out.flush()?;
         drop(view);
-        // A refresh that races the writer's purge lists the directory again
-        // (inside the library); any error left is real.
-        log.wait_for_or_stop(next, None, &stop)?;
+        // Bounded, so that a truncation with nothing appended after it is
+        // noticed too. A refresh racing the writer's purge lists the
+        // directory again inside the library; any error left is real.
+        log.wait_for_or_stop(next, Some(TRUNCATION_CHECK), &stop)?;
     }
+}
+
+/// When events tail already read are no longer in the log as read (a
+/// truncation, perhaps followed by new appends): the first position to read
+/// again, forgetting the replaced events.
+fn replaced_from(view: &LogView, read: &mut VecDeque<(u64, u64)>) -> CliResult<Option<u64>> {
+    let unchanged = |view: &LogView, (position, timestamp_ns): (u64, u64)| -> CliResult<bool> {
+        // Purged events cannot be compared, and a purge rewrites nothing.
+        if position < view.first_position() {
+            return Ok(true);
+        }
+        Ok(view.get(position)?.is_some_and(|event| event.timestamp_ns == timestamp_ns))
+    };
+    let Some(&newest) = read.back() else { return Ok(None) };
+    if unchanged(view, newest)? {
+        return Ok(None);
+    }
+    let mut resume = newest.0;
+    while let Some(&entry) = read.back() {
+        if unchanged(view, entry)? {
+            break;
+        }
+        resume = entry.0;
+        read.pop_back();
+    }
+    Ok(Some(resume))
 }
