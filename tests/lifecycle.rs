@@ -1,6 +1,7 @@
 //! Checks the promises about the log's life cycle: one writer per directory,
 //! reopen after a clean close, truncate and purge (also across a crash in the
-//! middle), a full disk, and the sticky failed state after a failed fsync.
+//! middle), a full disk, the sticky failed state after a failed fsync, a new
+//! directory made durable in its parents, and `create_if_missing(false)`.
 
 mod common;
 
@@ -403,4 +404,52 @@ fn create_if_missing_false_refuses_a_directory_without_a_log() {
     drop(Log::open(directory.path(), LogOptions::default()).unwrap());
     let log = Log::open(directory.path(), options).unwrap();
     assert_eq!(log.next_position(), 0);
+}
+
+/// Found in review: creating a log in a new directory synced only the new
+/// directory, not its parent, so the directory itself (and every event in it)
+/// could vanish in a power loss. Every directory created is now made durable
+/// in its parent.
+#[test]
+fn a_new_log_directory_is_made_durable_in_its_parents() {
+    use chronolog::storage::{OpenMode, StdStorage, Storage, StorageFile};
+    use std::path::{Path, PathBuf};
+
+    #[derive(Debug, Default)]
+    struct SyncRecorder {
+        synced: parking_lot::Mutex<Vec<PathBuf>>,
+    }
+    impl Storage for SyncRecorder {
+        fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+            StdStorage.create_dir_all(path)
+        }
+        fn list_dir(&self, path: &Path) -> std::io::Result<Vec<String>> {
+            StdStorage.list_dir(path)
+        }
+        fn open(&self, path: &Path, mode: OpenMode) -> std::io::Result<Arc<dyn StorageFile>> {
+            StdStorage.open(path, mode)
+        }
+        fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+            StdStorage.remove_file(path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+            StdStorage.rename(from, to)
+        }
+        fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+            self.synced.lock().push(path.to_path_buf());
+            StdStorage.sync_dir(path)
+        }
+        fn exists(&self, path: &Path) -> std::io::Result<bool> {
+            StdStorage.exists(path)
+        }
+    }
+
+    let root = tempfile::tempdir().unwrap();
+    let storage = Arc::new(SyncRecorder::default());
+    let directory = root.path().join("a").join("b");
+    drop(Log::open(&directory, LogOptions::default().storage(storage.clone())).unwrap());
+    let synced = storage.synced.lock().clone();
+    for parent in [root.path().to_path_buf(), root.path().join("a"), directory.clone()] {
+        assert!(synced.contains(&parent), "{} was not synced: {synced:?}", parent.display());
+    }
 }

@@ -132,7 +132,7 @@ impl Log {
                 return Err(Error::NotALog { path: directory });
             }
         }
-        storage.create_dir_all(&directory).map_err(|e| Error::io("create directory", &directory, e))?;
+        create_directory_durably(storage, &directory)?;
         let lock = open::lock_directory(storage, &directory)?;
         let loaded = open::load(&directory, &options, true)?;
         Ok(Log::from_loaded(directory, options, Some(lock), loaded))
@@ -376,6 +376,27 @@ impl Log {
     pub fn wake_waiters(&self) {
         self.inner.signal.notify();
     }
+}
+
+/// Creates `directory` and any missing parents, then syncs the parent of each
+/// one created: a new log's directory entry must survive a power loss like
+/// the files in it, or the first acknowledged appends could vanish with it.
+fn create_directory_durably(storage: &dyn crate::storage::Storage, directory: &Path) -> Result<()> {
+    let mut created = Vec::new();
+    let mut missing = Some(directory);
+    while let Some(path) = missing {
+        if path.as_os_str().is_empty() || storage.exists(path).map_err(|e| Error::io("stat", path, e))? {
+            break;
+        }
+        created.push(path);
+        missing = path.parent();
+    }
+    storage.create_dir_all(directory).map_err(|e| Error::io("create directory", directory, e))?;
+    for path in created.iter().rev() {
+        let parent = crate::storage::parent_of(path);
+        storage.sync_dir(parent).map_err(|e| Error::io("sync directory", parent, e))?;
+    }
+    Ok(())
 }
 
 impl Drop for Inner {
