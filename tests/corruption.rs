@@ -306,3 +306,22 @@ fn a_read_only_open_refuses_damage_in_the_middle_of_the_active_segment() {
     let error = Log::open_read_only(directory.path(), LogOptions::default()).unwrap_err();
     assert!(names(&error, &active, bounds[2].0), "{error}");
 }
+
+/// Found in review: `verify` skipped the active segment's index file (left by
+/// a clean close), so a damaged one passed as clean.
+#[test]
+fn verify_checks_the_clean_close_index_of_the_active_segment() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), LogOptions::default()).unwrap();
+    append_range(&log, 0, 2, 1);
+    drop(log);
+    let index = directory.path().join(chronolog::index::segment_index::file_name(0));
+    let log = Log::open_read_only(directory.path(), LogOptions::default()).unwrap();
+    assert!(log.verify().unwrap().is_clean());
+    drop(log);
+    flip_byte(&index, 30);
+    let log = Log::open_read_only(directory.path(), LogOptions::default()).unwrap();
+    let report = log.verify().unwrap();
+    assert_eq!(report.indexes_checked, 1);
+    assert!(matches!(&report.problems[..], [Error::Corrupted { path, .. }] if *path == index), "{:?}", report.problems);
+}

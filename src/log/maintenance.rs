@@ -225,8 +225,11 @@ impl Inner {
 
     fn verify_stream_tables(&self, report: &mut VerifyReport, view: &LogView) -> Result<()> {
         let storage = &*self.options.storage;
-        for entry in view.segments() {
-            let Some(footer) = entry.footer else { continue };
+        for (index, entry) in view.segments().iter().enumerate() {
+            // The active segment's index exists only after a clean close (the
+            // first append removes it), and then describes the records the
+            // view holds.
+            let data_end = entry.footer.map_or_else(|| view.data_end(index), |footer| footer.data_end_offset);
             let first = entry.segment.first_position();
             let path = self.directory.join(segment_index::file_name(first));
             let bytes = match storage::read_all(storage, &path) {
@@ -236,7 +239,7 @@ impl Inner {
                 Err(error) => return Err(Error::io("read segment index", &path, error)),
             };
             report.indexes_checked += 1;
-            if let Err((offset, kind)) = SegmentIndex::decode(&bytes, first, footer.data_end_offset) {
+            if let Err((offset, kind)) = SegmentIndex::decode(&bytes, first, data_end) {
                 report.problems.push(Error::corrupted(&path, offset, kind));
             }
         }
