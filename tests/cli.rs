@@ -143,7 +143,7 @@ fn append_then_dump_round_trips_arbitrary_json_losslessly() {
         assert_eq!(event["type"], line["type"]);
         assert_eq!(event["version"], acks[index]["version"]);
         assert_eq!(event["timestamp"], acks[index]["timestamp"]);
-        assert_eq!(event["data"], values[index], "data of event {index}");
+        assert_eq!(event.get("data"), Some(&values[index]), "data of event {index}");
         match line.get("metadata") {
             Some(metadata) => assert_eq!(&event["metadata"], metadata),
             None => assert!(event.get("metadata").is_none(), "empty metadata is left out: {event}"),
@@ -236,7 +236,10 @@ fn a_wrong_expected_version_stops_append_and_leaves_the_log_as_acknowledged() {
         &["append", path(directory.path())],
         &lines(&[json!({"stream": "cart-9", "type": "Added", "data": {}, "expected_version": "exists"})]),
     );
-    assert_eq!(json_lines(&output.stderr)[0]["actual"], Value::Null);
+    assert_eq!(output.status.code(), Some(1));
+    let error = &json_lines(&output.stderr)[0];
+    assert_eq!(error["error"], "wrong_expected_version");
+    assert_eq!(error.get("actual"), Some(&Value::Null), "the stream has no event: {error}");
     assert_eq!(positions(&dump(directory.path(), &[])), vec![0, 1], "the log is unchanged");
 
     // With the right expectation the same line goes in.
@@ -289,7 +292,9 @@ fn an_explicit_timestamp_older_than_the_log_is_rejected() {
     ]);
     let output = chronolog_with_input(&["append", path(directory.path())], &input);
     assert_eq!(output.status.code(), Some(1));
-    assert_eq!(positions(&json_lines(&output.stdout)), vec![0, 1], "an equal timestamp is kept");
+    let acks = json_lines(&output.stdout);
+    assert_eq!(positions(&acks), vec![0, 1], "an equal timestamp is kept");
+    assert_eq!(acks[0]["timestamp"], acks[1]["timestamp"], "as given");
     let error = &json_lines(&output.stderr)[0];
     assert_eq!(error["error"], "timestamp_out_of_order");
     assert_eq!(error["line"], 3);
@@ -651,7 +656,7 @@ fn info_and_snapshots_describe_the_directory() {
     let output = chronolog(&["snapshots", path(directory.path())]);
     assert!(output.status.success());
     let listing = text(&output.stdout);
-    assert!(listing.contains("aggregate:stream-3") && listing.contains("1 snapshots"), "{listing}");
+    assert!(listing.contains("aggregate:stream-3") && listing.contains("1 snapshot under"), "{listing}");
     let entry: Value =
         serde_json::from_slice(&chronolog(&["snapshots", path(directory.path()), "--json"]).stdout).unwrap();
     assert_eq!(
@@ -841,4 +846,32 @@ fn dump_ends_quietly_when_its_reader_goes_away() {
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert!(output.stderr.is_empty(), "{}", text(&output.stderr));
+}
+
+/// Found in review: what opening for writing repaired (a torn tail cut) was
+/// said nowhere; append (and truncate, purge) now warn on stderr.
+#[test]
+fn append_warns_about_what_opening_repaired() {
+    let directory = tempfile::tempdir().unwrap();
+    drop(chronolog_with_input(
+        &["append", path(directory.path())],
+        &lines(&[json!({"stream": "s", "type": "T", "data": 1})]),
+    ));
+    // A crash in the middle of the next write: no clean-close index, bytes of
+    // an unfinished record after the last one.
+    let index = directory.path().join(chronolog::index::segment_index::file_name(0));
+    let data_end = chronolog::index::SegmentIndex::peek_data_end(&std::fs::read(&index).unwrap()).unwrap();
+    std::fs::remove_file(&index).unwrap();
+    let segment = directory.path().join(chronolog::segment::file_name(0));
+    let file = std::fs::OpenOptions::new().write(true).open(&segment).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &[0x5a; 10], data_end).unwrap();
+    drop(file);
+
+    let output = chronolog_with_input(&["append", path(directory.path())], "");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let warnings = json_lines(&output.stderr);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0]["warning"], "torn_tail");
+    assert_eq!(warnings[0]["offset"], data_end);
+    assert_eq!(warnings[0]["bytes"], 10);
 }

@@ -103,6 +103,7 @@ pub fn run(args: &Args) -> CliResult {
             return Err(report(None, kind, &Failure::from(error).message(), Vec::new(), code));
         }
     };
+    crate::warn_about_recovery(&log, true);
     let mut acks =
         Acks { log: &log, sync: args.durability == DurabilityArg::Sync, pending: Vec::new(), out: Some(Out::new()) };
     let mut reader = BufReader::with_capacity(1 << 20, std::io::stdin().lock());
@@ -240,6 +241,7 @@ fn report_append_error(line: u64, error: &Error) -> Failure {
         | Error::InvalidEventType { .. }
         | Error::RecordTooLarge { .. }
         | Error::BatchTooLarge { .. } => ("invalid_event", EXIT_DATA),
+        Error::Corrupted { .. } => ("corrupted", EXIT_DATA),
         other => ("io", exit_code_of(other)),
     };
     report(Some(line), kind, &error.to_string(), extra, code)

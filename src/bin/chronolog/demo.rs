@@ -209,6 +209,7 @@ pub fn run(args: &Args) -> CliResult {
     let (mut record_bytes, mut batches, mut transfers) = (0u64, 0u64, 0u64);
     let mut mid_year = None;
     let write_started = Instant::now();
+    let mut last_append = write_started;
     let mut snapshot_time = Duration::ZERO;
     while workload.generated < events {
         batch.clear();
@@ -230,6 +231,7 @@ pub fn run(args: &Args) -> CliResult {
             })
             .collect();
         log.append_batch(&new_events)?;
+        last_append = Instant::now();
         batches += 1;
         bar.set_position(workload.generated);
         if mid_year.is_none() && workload.generated >= events / 2 {
@@ -244,12 +246,13 @@ pub fn run(args: &Args) -> CliResult {
         }
     }
     log.sync()?;
-    let write_time = write_started.elapsed();
+    // The mid-year aggregate snapshots are timed on their own line.
+    let write_time = write_started.elapsed().saturating_sub(snapshot_time);
     bar.finish_and_clear();
     let last_position = log.next_position().saturating_sub(1);
     let year_last_ns = log.last_timestamp_ns();
     out.line(&format!(
-        "write      {} events in {} atomic batches in {:.2} s: {} events/s, {:.1} MB/s of records; durability None, synced at the end and before each snapshot",
+        "write      {} events in {} atomic batches in {:.2} s: {} events/s, {:.1} MB/s of records; durability None, synced at the end (the mid-year snapshots, timed below, not counted)",
         thousands(events),
         thousands(batches),
         write_time.as_secs_f64(),
@@ -263,9 +266,9 @@ pub fn run(args: &Args) -> CliResult {
         thousands(accounts),
         thousands(transfers)
     ))?;
-    let waited = Instant::now();
     let caught_up = runner.wait_for(last_position, Some(Duration::from_secs(600)))?;
-    let lag = waited.elapsed();
+    // From the last append, not from the end of the final sync above.
+    let lag = last_append.elapsed();
     let balances = runner.stop()?;
     let projection_snapshots = store.list(&chronolog::cqrs::snapshot_name::<Balances>())?.len();
     if !caught_up {

@@ -152,6 +152,45 @@ impl From<chronolog::Error> for Failure {
     }
 }
 
+/// Tells the operator, on stderr, what opening the log for writing repaired:
+/// an unfinished batch cut from the end, damage set aside, a truncation
+/// finished. As one JSON line each when `json` (for `append`, whose stderr is
+/// JSON lines), as text otherwise.
+pub fn warn_about_recovery(log: &chronolog::Log, json: bool) {
+    let report = log.recovery_report();
+    let mut warnings: Vec<(&str, String, serde_json::Value)> = Vec::new();
+    for (kind, dropped) in
+        report.torn_tail.iter().map(|d| ("torn_tail", d)).chain(report.salvaged.iter().map(|d| ("salvaged", d)))
+    {
+        let text = format!(
+            "opening cut {} bytes at byte offset {} of {} ({})",
+            dropped.length_bytes,
+            dropped.offset,
+            dropped.path.display(),
+            if kind == "torn_tail" { "an unfinished write" } else { "damage, set aside in salvage/" }
+        );
+        let details = serde_json::json!({"file": dropped.path.display().to_string(), "offset": dropped.offset, "bytes": dropped.length_bytes});
+        warnings.push((kind, text, details));
+    }
+    if let Some(position) = report.completed_truncation {
+        let text = format!("opening finished an interrupted truncation after position {position}");
+        warnings.push(("completed_truncation", text, serde_json::json!({"position": position})));
+    }
+    for (kind, text, details) in warnings {
+        let line = if json {
+            let mut value = serde_json::json!({"warning": kind, "message": text});
+            if let (Some(object), serde_json::Value::Object(details)) = (value.as_object_mut(), details) {
+                object.extend(details);
+            }
+            value.to_string()
+        } else {
+            format!("chronolog: warning: {text}")
+        };
+        // Nothing is left to warn when stderr itself is gone.
+        let _ = output::eprintln(&line);
+    }
+}
+
 /// What every command returns.
 pub type CliResult<T = ()> = Result<T, Failure>;
 

@@ -95,7 +95,8 @@ pub fn purge(args: &PurgeArgs) -> CliResult {
     } else {
         let now_first = log.first_position();
         out.line(&format!(
-            "purged {removed} segments of {}: {} events (positions {first}..{now_first}); the log now starts at position {now_first}",
+            "purged {} of {}: {} events (positions {first}..{now_first}); the log now starts at position {now_first}",
+            crate::output::plural(removed as u64, "segment"),
             args.directory.display(),
             thousands(now_first - first)
         ))?;
@@ -106,5 +107,7 @@ pub fn purge(args: &PurgeArgs) -> CliResult {
 /// Opens an existing log for writing: a typo in the path must not create a
 /// new log.
 fn open_existing(directory: &Path) -> CliResult<Log> {
-    Ok(Log::open(directory, LogOptions::default().create_if_missing(false))?)
+    let log = Log::open(directory, LogOptions::default().create_if_missing(false))?;
+    crate::warn_about_recovery(&log, false);
+    Ok(log)
 }

@@ -125,19 +125,26 @@ fn push_bytes_field(line: &mut String, name: &str, bytes: &[u8], always: bool, n
 /// compact JSON, `text:"..."` for other UTF-8, or `b64:...`.
 pub fn render_text(event: &EventRef<'_>, line: &mut String) {
     use std::fmt::Write as _;
-    let _ = write!(
-        line,
-        "{:>8}  {}  {} v{}  {}  ",
-        event.position,
-        crate::time::format_rfc3339(event.timestamp_ns),
-        event.stream,
-        event.stream_version,
-        event.event_type
-    );
+    let _ = write!(line, "{:>8}  {}  ", event.position, crate::time::format_rfc3339(event.timestamp_ns));
+    push_name(line, event.stream);
+    let _ = write!(line, " v{}  ", event.stream_version);
+    push_name(line, event.event_type);
+    line.push_str("  ");
     push_text_bytes(line, event.payload);
     if !event.metadata.is_empty() {
         line.push_str("  meta=");
         push_text_bytes(line, event.metadata);
+    }
+}
+
+/// A stream name or event type as it is, or quoted and escaped as a JSON
+/// string when it holds whitespace, control characters or quotes: a name may
+/// not forge a line of output or send escape sequences to a terminal.
+fn push_name(line: &mut String, name: &str) {
+    if name.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"') {
+        push_json_string(line, name);
+    } else {
+        line.push_str(name);
     }
 }
 

@@ -64,8 +64,8 @@ pub fn run(args: &Args) -> CliResult {
     }
     let damaged = entries.iter().filter(|entry| entry.meta.is_err()).count();
     out.line(&format!(
-        "{} snapshots{} under {}",
-        entries.len(),
+        "{}{} under {}",
+        crate::output::plural(entries.len() as u64, "snapshot"),
         if damaged > 0 { format!(" ({damaged} damaged)") } else { String::new() },
         args.directory.join(chronolog::snapshot::SNAPSHOTS_FOLDER).display()
     ))?;
