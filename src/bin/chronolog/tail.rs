@@ -24,7 +24,9 @@ use crate::CliResult;
 #[command(after_long_help = "\
 Without --from, --from-time or --from-end it starts at the first event, like dump.
 Each line is flushed as soon as it is printed, so a pipe sees it at once. It runs
-until interrupted (Ctrl-C) or until its reader goes away (exit code 0).")]
+until interrupted (Ctrl-C) or until its reader goes away (exit code 0; noticed at
+the next line it prints). A truncation under tail is reported on stderr, and tail
+goes on from the first event replaced.")]
 pub struct Args {
     /// The log directory (opened read-only: a writer may be appending).
     pub directory: PathBuf,
