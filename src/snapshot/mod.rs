@@ -185,6 +185,7 @@ pub struct SnapshotStore {
     root: PathBuf,
     storage: Arc<dyn Storage>,
     keep_last: usize,
+    keep_spread: usize,
 }
 
 /// Distinguishes the temporary files of concurrent writes in this process.
@@ -201,13 +202,51 @@ impl SnapshotStore {
     /// The snapshot store of the log directory `log_directory`, through
     /// `storage` (for tools that do not open the log).
     pub fn at(log_directory: &Path, storage: Arc<dyn Storage>) -> SnapshotStore {
-        SnapshotStore { root: log_directory.join(SNAPSHOTS_FOLDER), storage, keep_last: KEEP_LAST_DEFAULT }
+        SnapshotStore {
+            root: log_directory.join(SNAPSHOTS_FOLDER),
+            storage,
+            keep_last: KEEP_LAST_DEFAULT,
+            keep_spread: 0,
+        }
     }
 
     /// Keeps the newest `keep_last` snapshots of each name (at least 1) and
     /// deletes older ones after each write.
     pub fn keep_last(mut self, keep_last: usize) -> SnapshotStore {
         self.keep_last = keep_last.max(1);
+        self
+    }
+
+    /// Besides the newest [`SnapshotStore::keep_last`], keeps up to `count`
+    /// older snapshots of each name spread evenly over the history (the
+    /// oldest always among them): as-of queries far in the past then replay
+    /// at most about `history / count` events instead of all of them. Each
+    /// write drops the older snapshot whose removal leaves the smallest gap.
+    /// Default 0 (only the newest are kept).
+    ///
+    /// ```
+    /// # use chronolog::snapshot::{SnapshotMeta, SnapshotStore};
+    /// # use chronolog::{Log, LogOptions, NewEvent};
+    /// # let directory = tempfile::tempdir()?;
+    /// # let log = Log::open(directory.path(), LogOptions::default())?;
+    /// let store = SnapshotStore::open(&log).keep_last(2).keep_spread(3);
+    /// for i in 0..20u64 {
+    ///     let appended = log.append(&NewEvent::new("s", "T", b""))?;
+    ///     let meta = SnapshotMeta {
+    ///         name: "n".into(), next_position: appended.position + 1, timestamp_ns: appended.timestamp_ns,
+    ///         version: i, schema_version: 1,
+    ///     };
+    ///     store.write(&meta, b"")?;
+    /// }
+    /// let kept: Vec<u64> =
+    ///     store.list("n")?.into_iter().map(|e| e.meta.map(|m| m.next_position)).collect::<Result<_, _>>()?;
+    /// assert_eq!(kept.len(), 5);
+    /// assert_eq!(&kept[..2], &[20, 19], "the newest two");
+    /// assert_eq!(kept[4], 1, "the oldest stays");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn keep_spread(mut self, count: usize) -> SnapshotStore {
+        self.keep_spread = count;
         self
     }
 
@@ -434,13 +473,27 @@ impl SnapshotStore {
         for entry in names.iter().filter(|entry| entry.contains(".tmp-") && !entry.contains(&own_prefix)) {
             removed += remove(&folder.join(entry))?;
         }
-        let positions = self.positions(folder)?;
-        let others = positions.iter().filter(|(_, path)| path != written);
-        for (_, path) in others.skip(self.keep_last - 1) {
-            // Only files of this name: a colliding name's snapshots are not ours to drop.
-            if peek_name_matches(&*self.storage, path, name) == Some(false) {
-                continue;
-            }
+        // Only files of this name: a colliding name's snapshots are not ours
+        // to keep or drop.
+        let positions: Vec<(u64, PathBuf)> = self
+            .positions(folder)?
+            .into_iter()
+            .filter(|(_, path)| peek_name_matches(&*self.storage, path, name) != Some(false))
+            .collect();
+        let others: Vec<&(u64, PathBuf)> = positions.iter().filter(|(_, path)| path != written).collect();
+        let newest_kept = others.len().min(self.keep_last - 1);
+        let older = &others[newest_kept..];
+        // The closest kept snapshot above the older ones (the one just
+        // written counts): the upper end of the newest gap.
+        let written_position = positions.iter().find(|(_, path)| path == written).map(|(position, _)| *position);
+        let upper = others[..newest_kept]
+            .iter()
+            .map(|(position, _)| *position)
+            .chain(written_position)
+            .filter(|&position| older.first().is_none_or(|(oldest_newer, _)| position > *oldest_newer))
+            .min()
+            .unwrap_or(u64::MAX);
+        for (_, path) in thin_out(older, upper, self.keep_spread) {
             removed += remove(path)?;
         }
         if removed > 0 {
@@ -453,6 +506,27 @@ impl SnapshotStore {
     pub fn verify(&self) -> Result<Vec<Error>> {
         Ok(self.list_all()?.into_iter().filter_map(|entry| entry.meta.err()).collect())
     }
+}
+
+/// The snapshots of `older` (newest first, all below `upper`) to delete so
+/// that at most `keep` remain, spread evenly: the oldest always stays, and
+/// each removal takes the one whose neighbours are closest together.
+fn thin_out<'a>(older: &[&'a (u64, PathBuf)], upper: u64, keep: usize) -> Vec<&'a (u64, PathBuf)> {
+    if keep == 0 {
+        return older.to_vec();
+    }
+    let mut kept: Vec<&(u64, PathBuf)> = older.to_vec();
+    let mut dropped = Vec::new();
+    while kept.len() > keep {
+        // Newest first: the neighbours of `i` are `i - 1` (newer) and `i + 1`.
+        let gap_without = |i: usize| {
+            let newer = if i == 0 { upper } else { kept[i - 1].0 };
+            newer.saturating_sub(kept[i + 1].0)
+        };
+        let Some(index) = (0..kept.len() - 1).min_by_key(|&i| gap_without(i)) else { break };
+        dropped.push(kept.remove(index));
+    }
+    dropped
 }
 
 /// Checks a snapshot name's length.
@@ -590,6 +664,27 @@ mod tests {
         assert_eq!(found(SnapshotBound::AtOrBeforeTime(timestamps[5])), Some(6));
         assert_eq!(found(SnapshotBound::AtOrBeforeTime(timestamps[5] - 1)), Some(4));
         assert_eq!(store.find("other", SnapshotBound::Latest, 1, &view).unwrap().snapshot.map(|s| s.meta), None);
+    }
+
+    #[test]
+    fn spread_retention_keeps_the_oldest_and_even_gaps() {
+        let (_directory, log, timestamps) = log_with(200);
+        let store = SnapshotStore::open(&log).keep_last(1).keep_spread(4);
+        for next in 1..=200u64 {
+            store.write(&meta("agg", next, timestamps[next as usize - 1]), b"").unwrap();
+        }
+        let kept: Vec<u64> = store.list("agg").unwrap().into_iter().map(|e| e.meta.unwrap().next_position).collect();
+        assert_eq!(kept.len(), 5, "{kept:?}");
+        assert_eq!((kept[0], kept[4]), (200, 1), "{kept:?}");
+        let gaps: Vec<u64> = kept.windows(2).map(|w| w[0] - w[1]).collect();
+        // Ideal: 4 gaps of about 50.
+        assert!(gaps.iter().all(|&gap| (25..=100).contains(&gap)), "{kept:?}");
+        // As of any point, the nearest snapshot before it is at most one gap away.
+        let view = log.view();
+        for end in (1..=200).step_by(7) {
+            let found = store.find("agg", SnapshotBound::Before(end), 1, &view).unwrap().snapshot.unwrap();
+            assert!(end - found.meta.next_position <= 100, "as of {end}: {}", found.meta.next_position);
+        }
     }
 
     #[test]
