@@ -577,3 +577,40 @@ fn an_undecodable_newest_snapshot_falls_back_to_an_older_one() {
         loaded.report.skipped
     );
 }
+
+/// A log truncated and written again with explicit timestamps (an import run
+/// twice, say) can put another event at a snapshot's last position with the
+/// same timestamp: the record CRC kept with the snapshot tells them apart.
+#[test]
+fn a_snapshot_of_events_rewritten_with_the_same_timestamps_is_not_used() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), options()).unwrap();
+    let write = |events: &[AccountEvent]| {
+        for (i, event) in events.iter().enumerate() {
+            let payload = serde_json::to_vec(event).unwrap();
+            log.append(&NewEvent::new("account-1", "Any", &payload).with_timestamp_ns(1_000 + i as u64)).unwrap();
+        }
+    };
+    write(&[AccountEvent::Opened, AccountEvent::Deposited(5), AccountEvent::Deposited(7)]);
+    let store = AggregateStore::<Account, _>::new(&log, JsonCodec);
+    store.snapshot("1").unwrap().expect("a snapshot of 3 events");
+    assert_eq!(store.load("1").unwrap().report.snapshot, Some((3, 3)));
+
+    log.truncate_after(0).unwrap();
+    // Timestamps go on from the last one kept: the same ones as before.
+    for (i, event) in [AccountEvent::Deposited(50), AccountEvent::Deposited(70)].iter().enumerate() {
+        let payload = serde_json::to_vec(event).unwrap();
+        log.append(&NewEvent::new("account-1", "Any", &payload).with_timestamp_ns(1_001 + i as u64)).unwrap();
+    }
+    let loaded = store.load("1").unwrap();
+    assert_eq!(loaded.state.balance, 120, "not the snapshot's 12");
+    assert_eq!(loaded.report.snapshot, None);
+    assert!(
+        matches!(
+            &loaded.report.skipped[..],
+            [s] if matches!(s.reason, SkipReason::Diverged { position: 2, snapshot_crc: Some(_), .. })
+        ),
+        "{:?}",
+        loaded.report.skipped
+    );
+}

@@ -400,7 +400,7 @@ where
             version: events,
             schema_version: A::SCHEMA_VERSION,
         };
-        self.snapshots.write(&meta, &payload)
+        self.snapshots.write_anchored(&meta, &payload, &self.log.view())
     }
 
     /// The log under this store.

@@ -184,7 +184,7 @@ pub(crate) fn save<P: Projection>(
         version: checkpoint.applied,
         schema_version: P::SCHEMA_VERSION,
     };
-    store.write(&meta, &payload)
+    store.write_anchored(&meta, &payload, &log.view())
 }
 
 /// Projection `P` as it was at `as_of`: the latest usable snapshot of it at

@@ -156,6 +156,23 @@ impl LogView {
         }
     }
 
+    /// The stored CRC32 of the record at `position` (checked when it was
+    /// read), with its timestamp: a fingerprint of the event, which snapshots
+    /// keep to recognise the events they were made from. `None` when the view
+    /// does not hold the position.
+    pub fn fingerprint(&self, position: u64) -> Result<Option<(u64, u32)>> {
+        let mut iter = self.iter_range(position, position.saturating_add(1));
+        let Some(event) = iter.next() else { return Ok(None) };
+        let timestamp_ns = event?.timestamp_ns;
+        // The iterator stands just past the record it decoded (and checked).
+        let bytes = self.segments()[iter.segment_index].segment.bytes();
+        let end = iter.offset as usize;
+        let crc = record::preceding_length(bytes, end)
+            .and_then(|length| bytes.get(end - length..end - length + size_of::<u32>()))
+            .map(|field| u32::from_le_bytes([field[0], field[1], field[2], field[3]]));
+        Ok(crc.map(|crc| (timestamp_ns, crc)))
+    }
+
     /// The event at `position`, `None` when the view does not hold it.
     pub fn get(&self, position: u64) -> Result<Option<EventRef<'_>>> {
         if position < self.first_position() || position >= self.next_position() {

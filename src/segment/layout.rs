@@ -18,9 +18,10 @@ use byteorder::{ByteOrder, LittleEndian};
 use crate::error::CorruptionKind;
 
 /// The on-disk format version written by this build.
-pub const FORMAT_VERSION: u32 = 3;
-/// The oldest format version this build reads. Version 3 only added snapshot
-/// files, so segments, stream tables and indexes of version 2 read as they are.
+pub const FORMAT_VERSION: u32 = 4;
+/// The oldest format version this build reads. Versions 3 and 4 only added
+/// and extended snapshot files, so segments, stream tables and indexes of
+/// version 2 read as they are.
 pub const FORMAT_VERSION_OLDEST_READABLE: u32 = 2;
 
 /// True for a format version this build can read.

@@ -11,7 +11,9 @@
 //! 44  u16     name length
 //! 46  u16     reserved, zero
 //! 48  u64     payload length
-//! 56  [u8; 8] reserved, zero
+//! 56  u32     anchor crc         (stored CRC of the record at next position - 1)
+//! 60  u8      flags              (bit 0: anchor crc present)
+//! 61  [u8; 3] reserved, zero
 //! 64  name (UTF-8), then payload
 //! ```
 
@@ -41,10 +43,16 @@ pub const SNAPSHOT_NAME_LENGTH_OFFSET: usize = SNAPSHOT_SCHEMA_OFFSET + size_of:
 pub const SNAPSHOT_RESERVED_OFFSET: usize = SNAPSHOT_NAME_LENGTH_OFFSET + size_of::<u16>();
 /// Offset of the payload length.
 pub const SNAPSHOT_PAYLOAD_LENGTH_OFFSET: usize = SNAPSHOT_RESERVED_OFFSET + size_of::<u16>();
+/// Offset of the anchor CRC (format version 4).
+pub const SNAPSHOT_ANCHOR_CRC_OFFSET: usize = SNAPSHOT_PAYLOAD_LENGTH_OFFSET + size_of::<u64>();
+/// Offset of the flags (format version 4).
+pub const SNAPSHOT_FLAGS_OFFSET: usize = SNAPSHOT_ANCHOR_CRC_OFFSET + size_of::<u32>();
 /// Offset of the second reserved field.
-pub const SNAPSHOT_RESERVED2_OFFSET: usize = SNAPSHOT_PAYLOAD_LENGTH_OFFSET + size_of::<u64>();
+pub const SNAPSHOT_RESERVED2_OFFSET: usize = SNAPSHOT_FLAGS_OFFSET + size_of::<u8>();
 /// Size of the header; the name starts here.
-pub const SNAPSHOT_HEADER_SIZE: usize = SNAPSHOT_RESERVED2_OFFSET + 8;
+pub const SNAPSHOT_HEADER_SIZE: usize = SNAPSHOT_RESERVED2_OFFSET + 3;
+/// Flag: the anchor CRC field holds the CRC of the snapshot's last record.
+pub const SNAPSHOT_FLAG_ANCHOR_CRC: u8 = 0b0000_0001;
 /// Longest snapshot name: the longest stream name plus room for a prefix
 /// (`aggregate:`), so that an aggregate's snapshot can be named after its
 /// stream.
@@ -73,8 +81,14 @@ pub struct SnapshotMeta {
     pub schema_version: u32,
 }
 
-/// Encodes a snapshot file.
+/// Encodes a snapshot file with no anchor CRC.
 pub fn encode(meta: &SnapshotMeta, payload: &[u8]) -> Vec<u8> {
+    encode_anchored(meta, None, payload)
+}
+
+/// Encodes a snapshot file; `anchor_crc` is the stored CRC of the record at
+/// `next_position - 1`, which lookups compare with the log's.
+pub fn encode_anchored(meta: &SnapshotMeta, anchor_crc: Option<u32>, payload: &[u8]) -> Vec<u8> {
     let mut bytes = vec![0u8; SNAPSHOT_HEADER_SIZE];
     bytes[..SNAPSHOT_MAGIC.len()].copy_from_slice(&SNAPSHOT_MAGIC);
     LittleEndian::write_u32(&mut bytes[SNAPSHOT_VERSION_OFFSET..], FORMAT_VERSION);
@@ -86,6 +100,10 @@ pub fn encode(meta: &SnapshotMeta, payload: &[u8]) -> Vec<u8> {
     let name_length = u16::try_from(meta.name.len()).unwrap_or(u16::MAX);
     LittleEndian::write_u16(&mut bytes[SNAPSHOT_NAME_LENGTH_OFFSET..], name_length);
     LittleEndian::write_u64(&mut bytes[SNAPSHOT_PAYLOAD_LENGTH_OFFSET..], payload.len() as u64);
+    if let Some(crc) = anchor_crc {
+        LittleEndian::write_u32(&mut bytes[SNAPSHOT_ANCHOR_CRC_OFFSET..], crc);
+        bytes[SNAPSHOT_FLAGS_OFFSET] = SNAPSHOT_FLAG_ANCHOR_CRC;
+    }
     bytes.reserve(meta.name.len() + payload.len());
     bytes.extend_from_slice(meta.name.as_bytes());
     bytes.extend_from_slice(payload);
@@ -135,6 +153,15 @@ pub fn decode(bytes: &[u8]) -> Result<(SnapshotMeta, std::ops::Range<usize>), (u
     if LittleEndian::read_u16(&bytes[SNAPSHOT_RESERVED_OFFSET..]) != 0 {
         return Err((SNAPSHOT_RESERVED_OFFSET as u64, CorruptionKind::InvalidField { field: "reserved" }));
     }
+    let flags = bytes[SNAPSHOT_FLAGS_OFFSET];
+    if flags & !SNAPSHOT_FLAG_ANCHOR_CRC != 0 {
+        return Err((SNAPSHOT_FLAGS_OFFSET as u64, CorruptionKind::UnknownFlags { flags }));
+    }
+    // Without the flag (and in files of version 3, where these bytes were
+    // reserved) the anchor field is zero.
+    if flags & SNAPSHOT_FLAG_ANCHOR_CRC == 0 && LittleEndian::read_u32(&bytes[SNAPSHOT_ANCHOR_CRC_OFFSET..]) != 0 {
+        return Err((SNAPSHOT_ANCHOR_CRC_OFFSET as u64, CorruptionKind::InvalidField { field: "anchor crc" }));
+    }
     if bytes[SNAPSHOT_RESERVED2_OFFSET..SNAPSHOT_HEADER_SIZE].iter().any(|&b| b != 0) {
         return Err((SNAPSHOT_RESERVED2_OFFSET as u64, CorruptionKind::InvalidField { field: "reserved" }));
     }
@@ -149,6 +176,13 @@ pub fn decode(bytes: &[u8]) -> Result<(SnapshotMeta, std::ops::Range<usize>), (u
         schema_version: LittleEndian::read_u32(&bytes[SNAPSHOT_SCHEMA_OFFSET..]),
     };
     Ok((meta, name_end..bytes.len()))
+}
+
+/// The anchor CRC of a snapshot file that [`decode`] accepted.
+pub fn anchor_crc(bytes: &[u8]) -> Option<u32> {
+    let flags = *bytes.get(SNAPSHOT_FLAGS_OFFSET)?;
+    let field = bytes.get(SNAPSHOT_ANCHOR_CRC_OFFSET..SNAPSHOT_FLAGS_OFFSET)?;
+    (flags & SNAPSHOT_FLAG_ANCHOR_CRC != 0).then(|| LittleEndian::read_u32(field))
 }
 
 #[cfg(test)]
@@ -166,6 +200,17 @@ mod tests {
         let (decoded, payload) = decode(&bytes).unwrap();
         assert_eq!(decoded, meta());
         assert_eq!(&bytes[payload], b"state");
+    }
+
+    #[test]
+    fn the_anchor_crc_round_trips_and_is_optional() {
+        let anchored = encode_anchored(&meta(), Some(0xdead_beef), b"state");
+        assert!(decode(&anchored).is_ok());
+        assert_eq!(anchor_crc(&anchored), Some(0xdead_beef));
+        let plain = encode(&meta(), b"state");
+        assert_eq!(anchor_crc(&plain), None);
+        // Zero is a CRC like any other: the flag, not the value, says it is there.
+        assert_eq!(anchor_crc(&encode_anchored(&meta(), Some(0), b"")), Some(0));
     }
 
     #[test]

@@ -76,6 +76,9 @@ pub enum SnapshotBound {
 pub struct Snapshot {
     /// What the snapshot says about itself.
     pub meta: SnapshotMeta,
+    /// The stored CRC of the record at `next_position - 1` when the snapshot
+    /// was written, if the writer gave it ([`SnapshotStore::write_anchored`]).
+    pub anchor_crc: Option<u32>,
     /// The file it was read from.
     pub path: PathBuf,
     bytes: FileBytes,
@@ -125,6 +128,10 @@ pub enum SkipReason {
         snapshot_timestamp_ns: u64,
         /// Timestamp of the log's event there.
         log_timestamp_ns: u64,
+        /// Record CRC the snapshot recorded for it, if any.
+        snapshot_crc: Option<u32>,
+        /// CRC of the log's record there.
+        log_crc: u32,
     },
 }
 
@@ -139,10 +146,16 @@ impl std::fmt::Display for SkipReason {
             SkipReason::AheadOfLog { next_position, log_next_position } => {
                 write!(f, "reflects events up to {next_position}, the log ends at {log_next_position}")
             }
-            SkipReason::Diverged { position, snapshot_timestamp_ns, log_timestamp_ns } => write!(
-                f,
-                "made from another event at position {position} (timestamp {snapshot_timestamp_ns}, log has {log_timestamp_ns})"
-            ),
+            SkipReason::Diverged { position, snapshot_timestamp_ns, log_timestamp_ns, snapshot_crc, log_crc } => {
+                write!(
+                    f,
+                    "made from another event at position {position} (timestamp {snapshot_timestamp_ns}, log has {log_timestamp_ns}"
+                )?;
+                match snapshot_crc {
+                    Some(crc) => write!(f, "; record crc {crc:#010x}, log has {log_crc:#010x})"),
+                    None => write!(f, ")"),
+                }
+            }
         }
     }
 }
@@ -267,6 +280,33 @@ impl SnapshotStore {
     /// snapshot is durable; an error before leaves the older snapshots as they
     /// were. One writer per name at a time.
     pub fn write(&self, meta: &SnapshotMeta, payload: &[u8]) -> Result<PathBuf> {
+        self.write_with(meta, None, payload)
+    }
+
+    /// [`SnapshotStore::write`], also recording the stored CRC of the record
+    /// at `meta.next_position - 1` as `view` holds it: lookups then recognise
+    /// the events the snapshot was made from by their checksum, not only by
+    /// the timestamp (which a log truncated and written again with explicit
+    /// timestamps could repeat). Fails with [`Error::PositionOutOfRange`] when
+    /// the view does not hold that record with `meta.timestamp_ns` (the state
+    /// does not come from this log as it is); a purged record is written
+    /// without a CRC.
+    pub fn write_anchored(&self, meta: &SnapshotMeta, payload: &[u8], view: &LogView) -> Result<PathBuf> {
+        let anchor = match meta.next_position.checked_sub(1) {
+            None => None,
+            Some(last) if last < view.first_position() => None,
+            Some(last) => match view.fingerprint(last)? {
+                Some((timestamp_ns, crc)) if timestamp_ns == meta.timestamp_ns => Some(crc),
+                _ => {
+                    let (first, next) = (view.first_position(), view.next_position());
+                    return Err(Error::PositionOutOfRange { position: last, first, next });
+                }
+            },
+        };
+        self.write_with(meta, anchor, payload)
+    }
+
+    fn write_with(&self, meta: &SnapshotMeta, anchor_crc: Option<u32>, payload: &[u8]) -> Result<PathBuf> {
         check_name(&meta.name)?;
         let folder = self.folder(&meta.name);
         self.create_folder(&folder)?;
@@ -277,7 +317,7 @@ impl SnapshotStore {
             std::process::id(),
             TEMPORARY_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        let bytes = file::encode(meta, payload);
+        let bytes = file::encode_anchored(meta, anchor_crc, payload);
         let written = write_new(&*self.storage, &temporary, &bytes)
             .and_then(|()| self.storage.rename(&temporary, &path))
             .and_then(|()| self.storage.sync_dir(&folder));
@@ -367,7 +407,7 @@ impl SnapshotStore {
                 skip(SkipReason::SchemaVersion { found: meta.schema_version, expected: schema_version });
                 continue;
             }
-            if let Some(reason) = check_against_log(meta, view)? {
+            if let Some(reason) = check_against_log(meta, snapshot.anchor_crc, view)? {
                 skip(reason);
                 continue;
             }
@@ -573,7 +613,8 @@ pub fn read_snapshot(storage: &dyn Storage, path: &Path) -> Result<Snapshot> {
         FileBytes::Owned(bytes)
     };
     let (meta, payload) = file::decode(&bytes).map_err(|(offset, kind)| Error::corrupted(path, offset, kind))?;
-    Ok(Snapshot { meta, path: path.to_path_buf(), bytes, payload })
+    let anchor_crc = file::anchor_crc(&bytes);
+    Ok(Snapshot { meta, anchor_crc, path: path.to_path_buf(), bytes, payload })
 }
 
 /// The header of a snapshot file, if it can be read and has the right magic.
@@ -601,8 +642,9 @@ fn peek_name_matches(storage: &dyn Storage, path: &Path, name: &str) -> Option<b
 }
 
 /// Whether the log still holds the events a snapshot was made from: its last
-/// reflected event must exist (unless purged) with the recorded timestamp.
-fn check_against_log(meta: &SnapshotMeta, view: &LogView) -> Result<Option<SkipReason>> {
+/// reflected event must exist (unless purged) with the recorded timestamp,
+/// and the recorded record CRC when the snapshot has one.
+fn check_against_log(meta: &SnapshotMeta, anchor_crc: Option<u32>, view: &LogView) -> Result<Option<SkipReason>> {
     let Some(last) = meta.next_position.checked_sub(1) else {
         return Ok(None);
     };
@@ -615,12 +657,16 @@ fn check_against_log(meta: &SnapshotMeta, view: &LogView) -> Result<Option<SkipR
         // Purged: nothing left to compare with, and a purge never rewrites.
         return Ok(None);
     }
-    match view.get(last)? {
-        Some(event) if event.timestamp_ns == meta.timestamp_ns => Ok(None),
-        Some(event) => Ok(Some(SkipReason::Diverged {
+    match view.fingerprint(last)? {
+        Some((timestamp_ns, crc)) if timestamp_ns == meta.timestamp_ns && anchor_crc.is_none_or(|a| a == crc) => {
+            Ok(None)
+        }
+        Some((timestamp_ns, crc)) => Ok(Some(SkipReason::Diverged {
             position: last,
             snapshot_timestamp_ns: meta.timestamp_ns,
-            log_timestamp_ns: event.timestamp_ns,
+            log_timestamp_ns: timestamp_ns,
+            snapshot_crc: anchor_crc,
+            log_crc: crc,
         })),
         None => Ok(Some(SkipReason::AheadOfLog {
             next_position: meta.next_position,
