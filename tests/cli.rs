@@ -875,3 +875,33 @@ fn append_warns_about_what_opening_repaired() {
     assert_eq!(warnings[0]["offset"], data_end);
     assert_eq!(warnings[0]["bytes"], 10);
 }
+
+/// Damage in the active segment after a crash (no clean-close index) cannot
+/// be told from a writer appending by a read-only check: verify names it as
+/// an unfinished tail, with file and offset, and the next writable open (here
+/// `append`) refuses it.
+#[test]
+fn verify_names_an_unfinished_tail_and_append_refuses_damage_there() {
+    let directory = tempfile::tempdir().unwrap();
+    let input = lines(&[
+        json!({"stream": "a", "type": "T", "data": "xxxxxxxxxx1"}),
+        json!({"stream": "a", "type": "T", "data": "xxxxxxxxxx2"}),
+        json!({"stream": "a", "type": "T", "data": "xxxxxxxxxx3"}),
+    ]);
+    assert!(chronolog_with_input(&["append", path(directory.path())], &input).status.success());
+    std::fs::remove_file(directory.path().join(chronolog::index::segment_index::file_name(0))).unwrap();
+    let segment = directory.path().join(chronolog::segment::file_name(0));
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let at = bytes.windows(11).position(|w| w == b"xxxxxxxxxx2").unwrap();
+    bytes[at] ^= 1;
+    std::fs::write(&segment, bytes).unwrap();
+
+    let output = chronolog(&["verify", path(directory.path()), "--json"]);
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let tail = &report["unfinished_tail"];
+    assert!(tail["offset"].as_u64().is_some_and(|offset| offset < at as u64), "{report}");
+    assert!(tail["file"].as_str().unwrap().ends_with(".seg"), "{report}");
+    let output = chronolog_with_input(&["append", path(directory.path())], "");
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert_eq!(json_lines(&output.stderr)[0]["error"], "corrupted");
+}

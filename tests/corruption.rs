@@ -267,8 +267,11 @@ fn remove_segment_indexes(directory: &std::path::Path) {
 
 /// Found in review: after a clean close (its index still on disk, so nothing
 /// was appended since) a damaged or missing last record is not a torn write,
-/// since the close had synced it: every open refuses it, read-only ones too,
-/// where it used to be cut silently and its position reused.
+/// since the close had synced it: a writable open refuses it, where it used to
+/// cut it silently and reuse its position. (A read-only open shows what is
+/// whole and reports the rest: it cannot tell damage from a live writer.) A
+/// Salvage open sets it aside and removes the index, so that later opens do
+/// not hold the segment to a promise it no longer keeps.
 #[test]
 fn damage_to_the_last_record_after_a_clean_close_is_corruption_not_a_torn_tail() {
     let directory = tempfile::tempdir().unwrap();
@@ -282,19 +285,30 @@ fn damage_to_the_last_record_after_a_clean_close_is_corruption_not_a_torn_tail()
         let error = Log::open(directory.path(), LogOptions::default().recovery_mode(mode)).unwrap_err();
         assert!(names(&error, &active, bounds[4].0), "{mode:?}: {error}");
     }
-    let error = Log::open_read_only(directory.path(), LogOptions::default()).unwrap_err();
-    assert!(error.is_corruption(), "{error}");
+    let reader = Log::open_read_only(directory.path(), LogOptions::default()).unwrap();
+    assert_deterministic(&reader, 4);
+    assert!(reader.recovery_report().torn_tail.is_some(), "reported, not judged");
+    drop(reader);
     // Salvage keeps the intact prefix, and says what it set aside.
     let log = Log::open(directory.path(), LogOptions::default().recovery_mode(RecoveryMode::Salvage)).unwrap();
     assert_deterministic(&log, 4);
     assert_eq!(log.recovery_report().salvaged.len(), 1);
+    drop(log);
+    // Found in the second review: the index used to outlive the cut.
+    let log = Log::open(directory.path(), LogOptions::default()).expect("a salvaged log opens as it is");
+    assert_deterministic(&log, 4);
+    drop(log);
+    let reader = Log::open_read_only(directory.path(), LogOptions::default()).expect("and read-only");
+    assert_deterministic(&reader, 4);
+    assert!(reader.verify().unwrap().is_clean());
 }
 
-/// Found in review: a read-only open (what `chronolog verify` and `dump` use)
-/// tolerated damage in the middle of the active segment, showing only the
-/// events before it, where a writable open refuses it.
+/// Damage in the middle of the active segment after a crash: a writable open
+/// refuses it; a read-only open (what `chronolog verify`, `dump` and `info`
+/// use) cannot tell it from a writer copying a batch in, so it shows the
+/// events before it and reports the rest in `recovery_report().torn_tail`.
 #[test]
-fn a_read_only_open_refuses_damage_in_the_middle_of_the_active_segment() {
+fn damage_in_the_active_segment_is_reported_read_only_and_refused_writable() {
     let directory = tempfile::tempdir().unwrap();
     let log = Log::open(directory.path(), LogOptions::default()).unwrap();
     append_range(&log, 0, 5, 1);
@@ -303,7 +317,11 @@ fn a_read_only_open_refuses_damage_in_the_middle_of_the_active_segment() {
     remove_segment_indexes(directory.path());
     let active = segment_files(directory.path()).pop().unwrap();
     flip_byte(&active, bounds[2].0 + 30);
-    let error = Log::open_read_only(directory.path(), LogOptions::default()).unwrap_err();
+    let reader = Log::open_read_only(directory.path(), LogOptions::default()).unwrap();
+    assert_deterministic(&reader, 2);
+    let torn = reader.recovery_report().torn_tail.clone().expect("reported");
+    assert_eq!(torn.offset, bounds[2].0);
+    let error = Log::open(directory.path(), LogOptions::default()).unwrap_err();
     assert!(names(&error, &active, bounds[2].0), "{error}");
 }
 

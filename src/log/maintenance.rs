@@ -141,18 +141,8 @@ impl Inner {
         if self.writable {
             return Ok(());
         }
-        // The writer may purge or truncate between the directory listing and
-        // the opening of a listed file: a file gone meanwhile means "list
-        // again", not a failure of the reader.
-        let mut attempts = 0;
-        let loaded = loop {
-            match open::load(&self.directory, &self.options, false) {
-                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound && attempts < 10 => {
-                    attempts += 1;
-                }
-                other => break other?,
-            }
-        };
+        // The writer may purge or truncate meanwhile: see `load_read_only`.
+        let loaded = open::load_read_only(&self.directory, &self.options)?;
         let mut state = self.state.lock();
         let previous = Arc::clone(&state.context);
         *state = loaded.state;
@@ -226,10 +216,6 @@ impl Inner {
     fn verify_stream_tables(&self, report: &mut VerifyReport, view: &LogView) -> Result<()> {
         let storage = &*self.options.storage;
         for (index, entry) in view.segments().iter().enumerate() {
-            // The active segment's index exists only after a clean close (the
-            // first append removes it), and then describes the records the
-            // view holds.
-            let data_end = entry.footer.map_or_else(|| view.data_end(index), |footer| footer.data_end_offset);
             let first = entry.segment.first_position();
             let path = self.directory.join(segment_index::file_name(first));
             let bytes = match storage::read_all(storage, &path) {
@@ -237,6 +223,15 @@ impl Inner {
                 // A missing index is rebuilt when needed; not damage.
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(error) => return Err(Error::io("read segment index", &path, error)),
+            };
+            // The active segment's index exists only after a clean close (the
+            // first append removes it). A writer may close cleanly, or append,
+            // after this view was taken, so it is checked for integrity
+            // against the data end it claims; recovery compares that with the
+            // segment.
+            let data_end = match entry.footer {
+                Some(footer) => footer.data_end_offset,
+                None => SegmentIndex::peek_data_end(&bytes).unwrap_or(view.data_end(index)),
             };
             report.indexes_checked += 1;
             if let Err((offset, kind)) = SegmentIndex::decode(&bytes, first, data_end) {

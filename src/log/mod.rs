@@ -149,7 +149,7 @@ impl Log {
             RecoveryMode::Strict => options,
             _ => options.recovery_mode(RecoveryMode::TolerateTornTail),
         };
-        let loaded = open::load(&directory, &options, false)?;
+        let loaded = open::load_read_only(&directory, &options)?;
         Ok(Log::from_loaded(directory, options, None, loaded))
     }
 

@@ -67,6 +67,28 @@ pub(crate) fn list_stream_tables(storage: &dyn Storage, directory: &Path) -> Res
     Ok(tables)
 }
 
+/// Loads the log for a read-only handle. A reader races the writer: a purge
+/// or truncation between the directory listing and the opening of a listed
+/// file shows as a file gone, or as a segment that no longer chains. Such an
+/// error is tried again after a short pause, a few times (about 30 ms in
+/// all), before it is believed.
+pub(crate) fn load_read_only(directory: &Path, options: &LogOptions) -> Result<Loaded> {
+    let mut attempts = 0u32;
+    loop {
+        match load(directory, options, false) {
+            Err(error) if attempts < 5 && (error.is_corruption() || is_not_found(&error)) => {
+                std::thread::sleep(std::time::Duration::from_millis(1 << attempts));
+                attempts += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_not_found(error: &Error) -> bool {
+    matches!(error, Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+}
+
 /// Opens (and, when writable, repairs) the log in `directory`.
 pub(crate) fn load(directory: &Path, options: &LogOptions, writable: bool) -> Result<Loaded> {
     let storage = &*options.storage;
@@ -191,9 +213,14 @@ pub(crate) fn load(directory: &Path, options: &LogOptions, writable: bool) -> Re
             // A clean close's index that was not trusted still says how far
             // the records were durable when it was written (unless a
             // truncation in progress is cutting them).
+            // Only a writable open (which holds the lock, and has finished any
+            // truncation) can trust it: a reader may race the writer's first
+            // append or a truncation, which change the segment before the
+            // index goes.
             let promised_end = match pending_truncation {
                 Some(_) => None,
-                None => promised_data_end(storage, directory, &last.segment),
+                None if writable => promised_data_end(storage, directory, &last.segment),
+                None => None,
             };
             let tail = TailCheck { mode: options.recovery_mode, writable, promised_end };
             recover_tail(storage, &last.segment, &outcome, &tail, &mut report)?;
@@ -437,9 +464,14 @@ fn recover_tail(
     // write otherwise).
     let lost_durable = promised_end.is_some_and(|end| outcome.valid_end < end);
     let Some(last_non_zero) = segment::last_non_zero(segment.bytes(), outcome.valid_end) else {
-        if lost_durable && mode != RecoveryMode::Salvage {
-            let kind = CorruptionKind::Truncated { needed: promised_end.unwrap_or(0), available: outcome.valid_end };
-            return Err(Error::corrupted(segment.path(), outcome.valid_end, kind));
+        if lost_durable {
+            if mode != RecoveryMode::Salvage {
+                let kind =
+                    CorruptionKind::Truncated { needed: promised_end.unwrap_or(0), available: outcome.valid_end };
+                return Err(Error::corrupted(segment.path(), outcome.valid_end, kind));
+            }
+            // Salvage keeps what is left; the promise no longer holds.
+            remove_active_index(storage, segment)?;
         }
         return Ok(());
     };
@@ -451,20 +483,11 @@ fn recover_tail(
         ScanEnd::IncompleteBatch { .. } => CorruptionKind::IncompleteBatch,
         _ => CorruptionKind::NonZeroPadding,
     });
-    // A bad record with a valid one after it is damage in the middle of the log,
-    // not a write torn by a crash (a torn write leaves nothing valid behind it).
-    let damaged = |outcome: &ScanOutcome| {
-        lost_durable || valid_record_after(segment.bytes(), outcome.stop_offset, last_non_zero, outcome.stop_position)
-    };
     if !writable {
-        // A reader cannot tell a torn write from a writer still appending:
-        // what follows the last complete batch is simply not shown yet. But
-        // damage in the middle is damage, unless a second look finds the
-        // writer moved on (a batch being copied in can show a record not yet
-        // complete before one that already is).
-        if damaged(outcome) && !writer_moved_on(segment, outcome) {
-            return Err(Error::corrupted(segment.path(), bad_offset, kind));
-        }
+        // A reader cannot tell a torn write, or damage, from a writer still
+        // appending (a batch being copied in shows its records one by one,
+        // for as long as the copy takes): what follows the last complete batch
+        // is not shown yet, and reported; the writer's own open judges it.
         report.torn_tail = Some(DroppedBytes {
             path: segment.path().to_path_buf(),
             offset: outcome.valid_end,
@@ -475,7 +498,11 @@ fn recover_tail(
         return Ok(());
     }
     let strict = mode == RecoveryMode::Strict;
-    let mid_log = !strict && damaged(outcome);
+    // A bad record with a valid one after it is damage in the middle of the log,
+    // not a write torn by a crash (a torn write leaves nothing valid behind it).
+    let mid_log = !strict
+        && (lost_durable
+            || valid_record_after(segment.bytes(), outcome.stop_offset, last_non_zero, outcome.stop_position));
     if strict || (mid_log && mode != RecoveryMode::Salvage) {
         return Err(Error::corrupted(segment.path(), bad_offset, kind));
     }
@@ -491,6 +518,10 @@ fn recover_tail(
             dropped.saved_to = Some(salvage::save_copy(storage, segment)?);
         }
         segment.zero_range(outcome.valid_end, last_non_zero + 1)?;
+        // A clean close's index describes what was just cut: it must not
+        // outlive the cut, or the next open would take it as a promise the
+        // segment no longer keeps.
+        remove_active_index(storage, segment)?;
     }
     if mid_log {
         report.salvaged.push(dropped);
@@ -500,13 +531,15 @@ fn recover_tail(
     Ok(())
 }
 
-/// For a read-only open that found what looks like damage in the active
-/// segment: true when, a moment later, the records reach further than they
-/// did (a live writer was in the middle of a batch).
-fn writer_moved_on(segment: &Segment, outcome: &ScanOutcome) -> bool {
-    std::thread::sleep(std::time::Duration::from_millis(20));
-    let again = scan(segment.bytes(), HEADER_SIZE as u64, segment.data_limit(), segment.first_position(), 0, |_, _| {});
-    again.valid_end > outcome.valid_end
+/// Removes the active segment's index file, durably, if there is one.
+fn remove_active_index(storage: &dyn Storage, segment: &Segment) -> Result<()> {
+    let directory = storage::parent_of(segment.path());
+    let path = directory.join(crate::index::segment_index::file_name(segment.first_position()));
+    if storage.exists(&path).map_err(|e| Error::io("stat", &path, e))? {
+        storage.remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+        storage.sync_dir(directory).map_err(|e| Error::io("sync directory", directory, e))?;
+    }
+    Ok(())
 }
 
 /// True when a valid record of position `position` or later starts anywhere in

@@ -41,6 +41,10 @@ struct Report {
     indexes_checked: usize,
     snapshots_checked: usize,
     problems: Vec<Error>,
+    /// Bytes after the active segment's last complete batch: a writer
+    /// appending, or a torn write or damage that the writer's next open
+    /// judges (a read-only check cannot tell them apart).
+    unfinished_tail: Option<chronolog::log::DroppedBytes>,
 }
 
 /// Runs `verify`.
@@ -55,6 +59,14 @@ pub fn run(args: &Args) -> CliResult {
     } else {
         for problem in &report.problems {
             out.line(&format!("problem: {problem}"))?;
+        }
+        if let Some(tail) = &report.unfinished_tail {
+            out.line(&format!(
+                "note: {} bytes after the last complete batch at byte offset {} of {}: a writer appending now, or, if none is, a torn write or damage that the next writable open will cut or refuse",
+                tail.length_bytes,
+                tail.offset,
+                tail.path.display()
+            ))?;
         }
         let verdict = match report.problems.len() {
             0 => "clean".to_string(),
@@ -82,6 +94,13 @@ fn check(directory: &Path) -> CliResult<Report> {
     let mut report = Report::default();
     match Log::open_read_only(directory, LogOptions::default()) {
         Ok(log) => match log.verify() {
+            Ok(verified) if log.recovery_report().torn_tail.is_some() => {
+                report.unfinished_tail = log.recovery_report().torn_tail.clone();
+                report.segments_checked = verified.segments_checked;
+                report.records_checked = verified.records_checked;
+                report.indexes_checked = verified.indexes_checked;
+                report.problems.extend(verified.problems);
+            }
             Ok(verified) => {
                 report.segments_checked = verified.segments_checked;
                 report.records_checked = verified.records_checked;
@@ -106,13 +125,22 @@ fn check(directory: &Path) -> CliResult<Report> {
 fn json_report(report: &Report) -> String {
     let problems: Vec<String> = report.problems.iter().map(problem_json).collect();
     format!(
-        "{{\"clean\":{},\"segments_checked\":{},\"records_checked\":{},\"indexes_checked\":{},\"snapshots_checked\":{},\"problems\":[{}]}}",
+        "{{\"clean\":{},\"segments_checked\":{},\"records_checked\":{},\"indexes_checked\":{},\"snapshots_checked\":{},\"problems\":[{}],\"unfinished_tail\":{}}}",
         report.problems.is_empty(),
         report.segments_checked,
         report.records_checked,
         report.indexes_checked,
         report.snapshots_checked,
-        problems.join(",")
+        problems.join(","),
+        report.unfinished_tail.as_ref().map_or_else(
+            || "null".to_string(),
+            |tail| format!(
+                "{{\"file\":{},\"offset\":{},\"bytes\":{}}}",
+                json_string(&tail.path.display().to_string()),
+                tail.offset,
+                tail.length_bytes
+            )
+        )
     )
 }
 
