@@ -614,3 +614,28 @@ fn a_snapshot_of_events_rewritten_with_the_same_timestamps_is_not_used() {
         loaded.report.skipped
     );
 }
+
+/// Found in the second review: a running projection recognised a rewrite
+/// under its checkpoint by the timestamp alone; one with the same timestamps
+/// (explicit ones) is now caught by the record's checksum too.
+#[test]
+fn a_runner_notices_a_rewrite_with_the_same_timestamps() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), options()).unwrap();
+    let append = |amounts: &[i64], first_time: u64| {
+        for (i, amount) in amounts.iter().enumerate() {
+            let payload = serde_json::to_vec(&AccountEvent::Deposited(*amount)).unwrap();
+            let event = NewEvent::new("account-1", "Any", &payload).with_timestamp_ns(first_time + i as u64);
+            log.append(&event).unwrap();
+        }
+    };
+    append(&[1, 2, 3], 1_000);
+    let (runner, _) = ProjectionRunner::<Balances>::start(&log, SnapshotStore::open(&log), 0).unwrap();
+    assert!(runner.wait_for(2, WAIT).unwrap());
+    log.truncate_after(0).unwrap();
+    append(&[20, 30, 40], 1_001);
+    assert!(
+        matches!(runner.wait_for(3, WAIT), Err(Error::ProjectionFailed { .. })),
+        "the runner must stop rather than fold 40 onto a state holding 2 and 3"
+    );
+}

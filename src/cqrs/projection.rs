@@ -91,6 +91,10 @@ pub(crate) struct Checkpoint {
     pub timestamp_ns: u64,
     /// Events applied in the projection's life.
     pub applied: u64,
+    /// Stored CRC of the record at `next_position - 1`, when known: with
+    /// the timestamp, how a truncation and rewrite under the checkpoint is
+    /// recognised.
+    pub anchor_crc: Option<u32>,
 }
 
 /// The latest usable snapshot of `P` within `bound`, decoded: the state to
@@ -119,10 +123,11 @@ pub(crate) fn restore<P: Projection>(
             next_position: snapshot.meta.next_position,
             timestamp_ns: snapshot.meta.timestamp_ns,
             applied: snapshot.meta.version,
+            anchor_crc: snapshot.anchor_crc,
         };
         return Ok((state, checkpoint));
     }
-    Ok((P::default(), Checkpoint { next_position: 0, timestamp_ns: 0, applied: 0 }))
+    Ok((P::default(), Checkpoint { next_position: 0, timestamp_ns: 0, applied: 0, anchor_crc: None }))
 }
 
 /// Folds the events of `view` in `[checkpoint, end)` into `state`, moving the
@@ -155,6 +160,7 @@ pub(crate) fn fold<P: Projection>(
         report.events_read += 1;
         checkpoint.next_position = event.position + 1;
         checkpoint.timestamp_ns = event.timestamp_ns;
+        checkpoint.anchor_crc = None;
     }
     Ok(())
 }
@@ -184,7 +190,12 @@ pub(crate) fn save<P: Projection>(
         version: checkpoint.applied,
         schema_version: P::SCHEMA_VERSION,
     };
-    store.write_anchored(&meta, &payload, &log.view())
+    match checkpoint.anchor_crc {
+        // Known from the view the state was folded from: a truncation since
+        // cannot lend the snapshot another record's checksum.
+        Some(crc) => store.write_with_anchor_crc(&meta, Some(crc), &payload),
+        None => store.write_anchored(&meta, &payload, &log.view()),
+    }
 }
 
 /// Projection `P` as it was at `as_of`: the latest usable snapshot of it at

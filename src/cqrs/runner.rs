@@ -219,8 +219,9 @@ fn run<P: Projection>(shared: &Shared<P>, mut checkpoint: Checkpoint) {
         // grown back over, shows as another event (or none) at the
         // checkpoint's last position.
         if let Some(last) = checkpoint.next_position.checked_sub(1).filter(|&last| last >= view.first_position()) {
-            match view.get(last) {
-                Ok(Some(event)) if event.timestamp_ns == checkpoint.timestamp_ns => {}
+            match view.fingerprint(last) {
+                Ok(Some((timestamp_ns, crc)))
+                    if timestamp_ns == checkpoint.timestamp_ns && checkpoint.anchor_crc.is_none_or(|a| a == crc) => {}
                 Ok(_) => break Err(Error::LogRewritten { position: last }.to_string()),
                 Err(error) => break Err(error.to_string()),
             }
@@ -234,7 +235,17 @@ fn run<P: Projection>(shared: &Shared<P>, mut checkpoint: Checkpoint) {
         let chunk_end = end.min(checkpoint.next_position.saturating_add(CHUNK_EVENTS));
         let mut report = RebuildReport::default();
         let mut state = shared.state.write();
-        let folded = fold(&mut *state, &mut checkpoint, &view, chunk_end, &filter, &mut report);
+        let mut folded = fold(&mut *state, &mut checkpoint, &view, chunk_end, &filter, &mut report);
+        // The checksum of the last record folded, from the same view: what
+        // the rewrite check above and the next snapshot compare with.
+        if folded.is_ok() {
+            if let Some(last) = checkpoint.next_position.checked_sub(1) {
+                match view.fingerprint(last) {
+                    Ok(fingerprint) => checkpoint.anchor_crc = fingerprint.map(|(_, crc)| crc),
+                    Err(error) => folded = Err(error),
+                }
+            }
+        }
         // Published while the state is still locked: whoever sees the new
         // checkpoint and then reads sees the state that goes with it.
         shared.progress.lock().checkpoint = checkpoint;

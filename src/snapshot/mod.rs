@@ -306,6 +306,17 @@ impl SnapshotStore {
         self.write_with(meta, anchor, payload)
     }
 
+    /// [`SnapshotStore::write`] with an anchor CRC the caller already knows
+    /// (taken from the same view as the state, as a projection runner does).
+    pub fn write_with_anchor_crc(
+        &self,
+        meta: &SnapshotMeta,
+        anchor_crc: Option<u32>,
+        payload: &[u8],
+    ) -> Result<PathBuf> {
+        self.write_with(meta, anchor_crc, payload)
+    }
+
     fn write_with(&self, meta: &SnapshotMeta, anchor_crc: Option<u32>, payload: &[u8]) -> Result<PathBuf> {
         check_name(&meta.name)?;
         let folder = self.folder(&meta.name);
