@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let payload = [0x42u8; 100];
     let log = Log::open(directory.path(), LogOptions::default().durability(Durability::None))?;
     let mut batch = Vec::with_capacity(1000);
+    let started = std::time::Instant::now();
     for round in 0..2000u64 {
         batch.clear();
         batch.extend(
@@ -16,5 +17,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         log.append_batch(&batch)?;
     }
     log.sync()?;
+    println!("{:.2} M events/s", 2.0 / started.elapsed().as_secs_f64());
     Ok(())
 }

@@ -115,7 +115,10 @@ pub(crate) fn load(directory: &Path, options: &LogOptions, writable: bool) -> Re
     // once the writer finishes the cut, never the events being removed.
     let pending_truncation = if writable { None } else { truncation::read_marker(storage, directory)? };
     let mut listed = list_segments(storage, directory)?;
-    if listed.is_empty() {
+    // A segment this open creates holds only its header: scanning it (and
+    // checking its 64 MiB of zeros) would find nothing and cost tens of ms.
+    let fresh = listed.is_empty();
+    if fresh {
         if !writable {
             let error = io::Error::new(io::ErrorKind::NotFound, "no segment files: not a chronolog directory");
             return Err(Error::io("open log", directory, error));
@@ -184,7 +187,9 @@ pub(crate) fn load(directory: &Path, options: &LogOptions, writable: bool) -> Re
         } else {
             None
         };
-        if let Some(checkpoint) = checkpoint {
+        if fresh {
+            // Nothing to recover: the state above describes an empty segment.
+        } else if let Some(checkpoint) = checkpoint {
             // Closed cleanly: nothing to scan, and the index is parsed on first
             // use. The checkpoint is removed before the next append (see
             // `State::checkpoint`).

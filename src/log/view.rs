@@ -82,6 +82,7 @@ impl LogView {
         let mut iter = Iter {
             view: self,
             segment_index: 0,
+            bytes: &[],
             offset: HEADER_SIZE as u64,
             position: from,
             end_position,
@@ -93,7 +94,7 @@ impl LogView {
         }
         match self.locate(from) {
             Ok((segment_index, offset, position)) => {
-                iter.segment_index = segment_index;
+                iter.enter_segment(segment_index);
                 iter.offset = offset;
                 iter.position = position;
             }
@@ -230,6 +231,10 @@ impl LogView {
 pub struct Iter<'a> {
     view: &'a LogView,
     segment_index: usize,
+    /// The current segment's bytes up to its data end in this view, kept so
+    /// that the common step (the next record in the same segment) is one
+    /// bounds check and a decode.
+    bytes: &'a [u8],
     offset: u64,
     position: u64,
     /// One past the last position to yield.
@@ -244,43 +249,72 @@ impl<'a> Iter<'a> {
     pub fn position(&self) -> u64 {
         self.position
     }
+
+    fn enter_segment(&mut self, segment_index: usize) {
+        let end = self.view.data_end(segment_index) as usize;
+        let bytes = self.view.segments()[segment_index].segment.bytes();
+        self.segment_index = segment_index;
+        self.bytes = bytes.get(..end).unwrap_or(bytes);
+    }
+
+    /// Moves to the next segment once the current one is used up; an error
+    /// when the view has no next segment although positions remain.
+    #[cold]
+    fn next_segment(&mut self) -> Result<()> {
+        while self.offset >= self.bytes.len() as u64 {
+            if self.segment_index + 1 >= self.view.segments().len() {
+                let path = self.view.segments()[self.segment_index].segment.path();
+                let kind = CorruptionKind::MissingSegment { position: self.position };
+                return Err(Error::corrupted(path, self.offset, kind));
+            }
+            self.enter_segment(self.segment_index + 1);
+            self.offset = HEADER_SIZE as u64;
+        }
+        Ok(())
+    }
+
+    /// The error for a record that did not decode as the expected position
+    /// (the decode is repeated here, off the hot path, to name what is wrong).
+    #[cold]
+    fn record_error(&self) -> Error {
+        let end = self.bytes.len() as u64;
+        match self.view.decode_at(self.segment_index, self.offset, end, self.position) {
+            Err(error) => error,
+            Ok(_) => Error::corrupted(
+                self.view.segments()[self.segment_index].segment.path(),
+                self.offset,
+                CorruptionKind::PositionMismatch { expected: self.position, found: self.position },
+            ),
+        }
+    }
 }
 
 impl<'a> Iterator for Iter<'a> {
     type Item = Result<EventRef<'a>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some(error) = self.error.take() {
-            return Some(Err(error));
-        }
         if self.done || self.position >= self.end_position {
+            if let Some(error) = self.error.take() {
+                return Some(Err(error));
+            }
             return None;
         }
-        let segments = self.view.segments();
-        loop {
-            let end = self.view.data_end(self.segment_index);
-            if self.offset < end {
-                break;
-            }
-            let entry = &segments[self.segment_index];
-            if self.segment_index + 1 >= segments.len() {
+        if self.offset >= self.bytes.len() as u64 {
+            if let Err(error) = self.next_segment() {
                 self.done = true;
-                let kind = CorruptionKind::MissingSegment { position: self.position };
-                return Some(Err(Error::corrupted(entry.segment.path(), self.offset, kind)));
+                return Some(Err(error));
             }
-            self.segment_index += 1;
-            self.offset = HEADER_SIZE as u64;
         }
-        let end = self.view.data_end(self.segment_index);
-        match self.view.decode_at(self.segment_index, self.offset, end, self.position) {
-            Ok(record) => {
+        let bytes = self.bytes.get(self.offset as usize..).unwrap_or(&[]);
+        match record::decode(bytes) {
+            Ok(Decoded::Record(record)) if record.header.position == self.position => {
                 self.offset += u64::from(record.encoded_length);
                 self.position += 1;
                 Some(Ok(EventRef::from_record(&record)))
             }
-            Err(error) => {
+            _ => {
                 self.done = true;
-                Some(Err(error))
+                Some(Err(self.record_error()))
             }
         }
     }
