@@ -85,7 +85,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let newest: Vec<u64> = view.iter_rev().take(3).map(|e| e.map(|e| e.position)).collect::<Result<_, _>>()?;
     println!("newest positions, read backwards: {newest:?}");
-    if let Some(state) = log.stream_state("account-42") {
+    if let Some(state) = log.stream_state("account-42")? {
         println!("stream account-42: version {}, last at position {}", state.last_version, state.last_position);
     }
 

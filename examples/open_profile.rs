@@ -1,26 +1,42 @@
-//! Builds a log of 1 M events (10,000 streams) once, then opens it 200 times,
-//! for profiling the open path (`perf record`).
+//! Opens a log many times, for profiling the open path (`perf record`).
+//!
+//! ```text
+//! cargo run --release --example open_profile -- [DIR] [EVENTS]
+//! ```
+//!
+//! Builds a log of EVENTS events (default 1,000,000) in DIR (default a
+//! temporary directory) with `EVENTS / 100` streams written round robin, as
+//! `benches/index.rs` does, unless DIR already holds one; then opens it 200
+//! times and prints the mean.
 use chronolog::{Durability, Log, LogOptions, NewEvent};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let directory = tempfile::tempdir()?;
-    let names: Vec<String> = (0..10_000).map(|s| format!("stream-{s:08}")).collect();
+    let mut arguments = std::env::args().skip(1);
+    let temporary = tempfile::tempdir()?;
+    let directory = arguments.next().map_or_else(|| temporary.path().to_path_buf(), std::path::PathBuf::from);
+    let events: u64 = arguments.next().map_or(Ok(1_000_000), |text| text.parse())?;
+    let streams = (events / 100).max(1);
     let payload = [0x42u8; 100];
     let options = LogOptions::default().durability(Durability::None);
-    {
-        let log = Log::open(directory.path(), options.clone())?;
+    let log = Log::open(&directory, options.clone())?;
+    if log.next_position() == 0 {
+        let names: Vec<String> = (0..streams).map(|s| format!("stream-{s:08}")).collect();
         let mut batch = Vec::with_capacity(1000);
-        for round in 0..1000u64 {
+        let mut written = 0u64;
+        while written < events {
             batch.clear();
+            let count = (events - written).min(1000);
             batch.extend(
-                (0..1000).map(|i| NewEvent::new(&names[((round * 1000 + i) % 10_000) as usize], "Happened", &payload)),
+                (written..written + count).map(|i| NewEvent::new(&names[(i % streams) as usize], "Happened", &payload)),
             );
             log.append_batch(&batch)?;
+            written += count;
         }
     }
+    drop(log);
     let started = std::time::Instant::now();
     for _ in 0..200 {
-        let log = Log::open(directory.path(), options.clone())?;
+        let log = Log::open(&directory, options.clone())?;
         std::hint::black_box(log.next_position());
     }
     println!("open: {:?} each", started.elapsed() / 200);

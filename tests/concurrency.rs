@@ -160,7 +160,7 @@ fn optimistic_concurrency_never_gives_a_gap_or_a_duplicate_version() {
                 while successes < SUCCESSES_PER_THREAD {
                     let stream = format!("shared-{}", (thread + round) % STREAMS);
                     round += 1;
-                    let current = log.stream_state(&stream).map(|s| s.last_version);
+                    let current = log.stream_state(&stream).unwrap().map(|s| s.last_version);
                     let expected = current.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
                     // Widen the window between reading and writing so that the
                     // threads really race for the same versions.

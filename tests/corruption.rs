@@ -233,25 +233,64 @@ fn damaged_stream_tables_are_rebuilt() {
     let log = Log::open(directory.path(), small_options()).unwrap();
     append_range(&log, 0, 200, 4);
     drop(log);
-    let mut tables: Vec<_> = std::fs::read_dir(directory.path())
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|e| e == "streams"))
-        .collect();
-    tables.sort();
+    let mut tables = files_with_extension(directory.path(), "streams");
     assert!(tables.len() >= 2);
     // Scramble the newest, delete the one before it.
     let newest = tables.pop().unwrap();
     flip_byte(&newest, 40);
+    let damaged_bytes = std::fs::read(&newest).unwrap();
     std::fs::remove_file(tables.pop().unwrap()).unwrap();
+    // A read-only open defers the table's check to its first use too, and
+    // rebuilds it in memory then, without writing.
+    let reader = Log::open_read_only(directory.path(), small_options()).unwrap();
+    assert!(reader.recovery_report().is_clean(), "the CRC is not checked at open");
+    assert_eq!(reader.view().stream_count().unwrap(), 7);
+    assert_eq!(reader.rebuilt_indexes(), vec![newest.clone()]);
+    assert_eq!(std::fs::read(&newest).unwrap(), damaged_bytes, "a reader writes nothing");
+    drop(reader);
     let log = Log::open(directory.path(), small_options()).unwrap();
-    assert_eq!(log.recovery_report().rebuilt_indexes, vec![newest.clone()]);
+    assert!(log.recovery_report().is_clean(), "the CRC is not checked at open");
+    // The first append checks it, rebuilds it and stores it back.
     append_range(&log, 200, 220, 4);
+    assert_eq!(log.rebuilt_indexes(), vec![newest.clone()]);
     assert_deterministic(&log, 220);
     drop(log);
     let log = Log::open(directory.path(), small_options()).unwrap();
     assert!(log.recovery_report().is_clean());
     assert!(log.verify().unwrap().is_clean());
+}
+
+/// The stream table's CRC is checked on its first use, not at open. When
+/// the newest table is damaged and cannot be rebuilt (the segments before it
+/// were purged and the older table is gone too), that first use fails with a
+/// typed error naming the table, and nothing is written; reading the log by
+/// position, which needs no table, still works.
+#[test]
+fn a_damaged_stream_table_that_cannot_be_rebuilt_fails_its_first_use() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    append_range(&log, 0, 300, 4);
+    let purged = log.purge_before(150).unwrap();
+    assert!(purged > 0);
+    drop(log);
+    let mut tables = files_with_extension(directory.path(), "streams");
+    let newest = tables.pop().unwrap();
+    flip_byte(&newest, 40);
+    for older in tables {
+        std::fs::remove_file(older).unwrap();
+    }
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    let next = log.next_position();
+    let error = log.append(&chronolog::NewEvent::new("stream-1", "Happened", b"x")).unwrap_err();
+    assert!(names(&error, &newest, 0), "{error}");
+    assert_eq!(log.next_position(), next, "nothing written");
+    // A stream the active segment does not hold needs the table.
+    assert!(log.stream_state("never-written").is_err());
+    assert!(log.view().read_stream("never-written", 0).is_err());
+    assert!(log.view().stream_count().is_err());
+    assert_deterministic(&log, next);
+    // Asking again tries again (and fails the same way): no panic, no guess.
+    assert!(log.append(&chronolog::NewEvent::new("stream-1", "Happened", b"x")).is_err());
 }
 
 /// The segment index files of a directory, removed: what a crash leaves of

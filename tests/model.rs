@@ -74,7 +74,7 @@ fn check(log: &Log, model: &Model) {
     for stream in 0..5 {
         let name = format!("stream-{stream}");
         let expected = model.next_version(&name).checked_sub(1);
-        assert_eq!(log.stream_state(&name).map(|s| s.last_version), expected, "{name}");
+        assert_eq!(log.stream_state(&name).unwrap().map(|s| s.last_version), expected, "{name}");
     }
 }
 

@@ -270,7 +270,7 @@ fn a_failed_write_leaves_no_index_entry_behind() {
     append_numbered(&log, 5);
     plan.fail_write_after(0, false);
     assert!(log.append(&NewEvent::new("s", "T", b"lost")).is_err());
-    let state = log.stream_state("s").unwrap();
+    let state = log.stream_state("s").unwrap().unwrap();
     assert_eq!((state.last_version, state.last_position), (4, 4));
     assert_eq!(log.view().stream_state("s").unwrap().map(|s| s.last_version), Some(4));
 }

@@ -54,7 +54,8 @@ pub struct StreamState {
     pub last_position: u64,
 }
 
-/// A stream table whose CRC and header were checked: held in memory or mapped.
+/// A stream table whose header was checked (and, unless it came from
+/// [`StreamTable::decode_unverified`], its CRC): held in memory or mapped.
 #[derive(Debug)]
 pub struct StreamTable {
     bytes: FileBytes,
@@ -76,6 +77,27 @@ impl StreamTable {
     /// opening a log with many streams stays fast.
     pub fn decode(bytes: impl Into<FileBytes>) -> Result<StreamTable, (u64, CorruptionKind)> {
         let bytes = bytes.into();
+        // The CRC first (when there is one to check), so that damage anywhere
+        // is reported as a checksum mismatch before any field is judged.
+        if bytes.len() >= TABLE_HEADER_SIZE + TABLE_CRC_SIZE && bytes[..VERSION_OFFSET] == STREAM_TABLE_MAGIC {
+            check_crc(&bytes)?;
+        }
+        StreamTable::decode_unverified(bytes)
+    }
+
+    /// Checks that the whole table matches its CRC. [`StreamTable::decode`]
+    /// does this; a table from [`StreamTable::decode_unverified`] must pass it
+    /// before any lookup is trusted.
+    pub fn verify(&self) -> Result<(), (u64, CorruptionKind)> {
+        check_crc(&self.bytes)
+    }
+
+    /// [`StreamTable::decode`] without the CRC check, which is O(size) (a
+    /// few hundred µs for 100,000 streams): the magic, version and entry
+    /// count are checked, so that the table's next position can be read.
+    /// Opening a log defers the CRC to the table's first use this way.
+    pub fn decode_unverified(bytes: impl Into<FileBytes>) -> Result<StreamTable, (u64, CorruptionKind)> {
+        let bytes = bytes.into();
         let too_short =
             |needed: usize| CorruptionKind::Truncated { needed: needed as u64, available: bytes.len() as u64 };
         if bytes.len() < TABLE_HEADER_SIZE + TABLE_CRC_SIZE {
@@ -85,11 +107,6 @@ impl StreamTable {
             return Err((0, CorruptionKind::BadMagic));
         }
         let crc_offset = bytes.len() - TABLE_CRC_SIZE;
-        let stored = LittleEndian::read_u32(&bytes[crc_offset..]);
-        let computed = crc32fast::hash(&bytes[..crc_offset]);
-        if stored != computed {
-            return Err((crc_offset as u64, CorruptionKind::ChecksumMismatch { stored, computed }));
-        }
         let version = LittleEndian::read_u32(&bytes[VERSION_OFFSET..]);
         if !is_readable_format_version(version) {
             return Err((VERSION_OFFSET as u64, CorruptionKind::UnsupportedVersion { found: version }));
@@ -208,6 +225,17 @@ impl StreamTable {
     }
 }
 
+/// Checks the trailing CRC of table bytes at least `TABLE_CRC_SIZE` long.
+fn check_crc(bytes: &[u8]) -> Result<(), (u64, CorruptionKind)> {
+    let crc_offset = bytes.len() - TABLE_CRC_SIZE;
+    let stored = LittleEndian::read_u32(&bytes[crc_offset..]);
+    let computed = crc32fast::hash(&bytes[..crc_offset]);
+    if stored != computed {
+        return Err((crc_offset as u64, CorruptionKind::ChecksumMismatch { stored, computed }));
+    }
+    Ok(())
+}
+
 fn encode_entries<'a>(
     entries: impl ExactSizeIterator<Item = (&'a str, StreamState)>,
     total_name_bytes: usize,
@@ -272,6 +300,21 @@ mod tests {
         assert_eq!(table.get("d"), Some(state(9)));
         assert_eq!(table.get("c"), None);
         assert_eq!(table.next_position(), 9);
+    }
+
+    #[test]
+    fn an_unverified_decode_leaves_the_crc_to_verify() {
+        let mut streams = HashMap::new();
+        for i in 0..5u64 {
+            streams.insert(format!("stream-{i}").into_boxed_str(), state(i));
+        }
+        let mut bytes = StreamTable::empty(0).merged_with(streams.iter().map(|(n, s)| (&**n, *s)), 50);
+        let entry_byte = bytes.len() - TABLE_CRC_SIZE - 3;
+        bytes[entry_byte] ^= 0x01;
+        let table = StreamTable::decode_unverified(bytes.clone()).expect("the header is sound");
+        assert_eq!(table.next_position(), 50);
+        assert!(matches!(table.verify(), Err((_, CorruptionKind::ChecksumMismatch { .. }))));
+        assert!(matches!(StreamTable::decode(bytes), Err((_, CorruptionKind::ChecksumMismatch { .. }))));
     }
 
     #[test]

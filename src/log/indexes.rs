@@ -11,7 +11,6 @@ use super::open::{check_against_footer, load_stream_table};
 use super::state::SegmentEntry;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::index::segment_index::{self, SegmentIndex};
-use crate::index::StreamTable;
 use crate::segment::{scan, ScanOutcome, Segment, HEADER_SIZE};
 use crate::storage::{self, Storage};
 
@@ -37,7 +36,7 @@ pub(crate) struct PendingIndex {
     pub segment: Arc<Segment>,
     pub data_end: u64,
     pub interval_bytes: u32,
-    pub sealed_streams: Arc<StreamTable>,
+    pub sealed_streams: Arc<super::sealed_streams::SealedStreams>,
 }
 
 impl BuiltIndex {
@@ -88,19 +87,41 @@ impl BuiltIndex {
                 Err(_) => {
                     // Damaged after its header was checked at open: the
                     // segment is the truth, up to the end the close recorded.
-                    let table = &pending.sealed_streams;
-                    let (outcome, index) =
-                        scan_into_index(&pending.segment, pending.data_end, 0, pending.interval_bytes, |stream| {
-                            table.get(stream).map(|state| state.last_position)
-                        });
-                    if outcome.valid_end != pending.data_end {
-                        let kind = match outcome.end {
-                            crate::segment::ScanEnd::Invalid { kind, .. } => kind,
-                            _ => CorruptionKind::IncompleteBatch,
-                        };
-                        *self.damage.lock() = Some((pending.segment.path().to_path_buf(), outcome.valid_end, kind));
+                    match pending.sealed_streams.table() {
+                        Ok(table) => {
+                            let (outcome, index) = scan_into_index(
+                                &pending.segment,
+                                pending.data_end,
+                                0,
+                                pending.interval_bytes,
+                                |stream| table.get(stream).map(|state| state.last_position),
+                            );
+                            if outcome.valid_end != pending.data_end {
+                                let kind = match outcome.end {
+                                    crate::segment::ScanEnd::Invalid { kind, .. } => kind,
+                                    _ => CorruptionKind::IncompleteBatch,
+                                };
+                                let path = pending.segment.path().to_path_buf();
+                                *self.damage.lock() = Some((path, outcome.valid_end, kind));
+                            }
+                            index
+                        }
+                        Err(error) => {
+                            // No back links without the table: the index cannot
+                            // be rebuilt, so it counts as damage (reads and
+                            // appends report it; reopening tries again).
+                            let damage = match error {
+                                Error::Corrupted { path, offset, kind } => (path, offset, kind),
+                                _ => (
+                                    pending.segment.path().to_path_buf(),
+                                    0,
+                                    CorruptionKind::InvalidField { field: "stream table" },
+                                ),
+                            };
+                            *self.damage.lock() = Some(damage);
+                            SegmentIndex::new(first, pending.interval_bytes)
+                        }
                     }
-                    index
                 }
             };
             *self.index.write() = index;

@@ -89,6 +89,9 @@ impl Inner {
         if purgeable == 0 {
             return Ok(0);
         }
+        // Checked before anything changes: the purge stores it below.
+        let sealed_streams = Arc::clone(&state.sealed_streams);
+        let sealed_streams = sealed_streams.table()?;
         *state.context.generation.lock() += 1;
         // Two stream tables must survive the purge (and are stored now, since
         // the write of either may have failed when its segment was sealed): the
@@ -99,11 +102,11 @@ impl Inner {
             .segments
             .iter()
             .rev()
-            .find(|entry| entry.footer.is_some_and(|f| f.last_position + 1 == state.sealed_streams.next_position()))
+            .find(|entry| entry.footer.is_some_and(|f| f.last_position + 1 == sealed_streams.next_position()))
             .map(|entry| entry.segment.first_position());
         if let Some(first) = newest {
             let path = directory.join(stream_table::file_name(first));
-            storage::write_atomic(storage, &path, state.sealed_streams.as_bytes())
+            storage::write_atomic(storage, &path, sealed_streams.as_bytes())
                 .map_err(|e| Error::io("write stream table", &path, e))?;
         }
         let new_first = state.segments[purgeable].segment.first_position();

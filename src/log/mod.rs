@@ -11,6 +11,7 @@ mod notify;
 mod open;
 mod options;
 mod salvage;
+mod sealed_streams;
 mod state;
 mod streams;
 mod summary;
@@ -241,7 +242,9 @@ impl Log {
     }
 
     /// Version and last position of a stream, `None` when it has no event.
-    pub fn stream_state(&self, stream: &str) -> Option<StreamState> {
+    /// An error only when the stream table, checked on first use, is damaged
+    /// and cannot be rebuilt.
+    pub fn stream_state(&self, stream: &str) -> Result<Option<StreamState>> {
         self.inner.state.lock().stream_state(stream)
     }
 

@@ -14,6 +14,7 @@ use rustc_hash::FxHashMap;
 use super::indexes::{scan_into_index, BuiltIndex, IndexContext, IndexHandle, PendingIndex};
 use super::options::LogOptions;
 use super::salvage;
+use super::sealed_streams::{SealedStreams, Unchecked};
 use super::state::{DroppedBytes, RecoveryReport, SegmentEntry, State};
 use super::truncation;
 use super::RecoveryMode;
@@ -149,7 +150,7 @@ pub(crate) fn load(directory: &Path, options: &LogOptions, writable: bool) -> Re
         last_timestamp_ns: previous_max_timestamp_ns,
         segment_first_timestamp_ns: None,
         segment_record_count: 0,
-        sealed_streams: Arc::new(StreamTable::empty(0)),
+        sealed_streams: Arc::new(SealedStreams::checked(StreamTable::empty(0))),
         active_index: Arc::new(BuiltIndex::new(SegmentIndex::new(0, options.index_interval_bytes))),
         context,
         checkpoint: None,
@@ -163,25 +164,13 @@ pub(crate) fn load(directory: &Path, options: &LogOptions, writable: bool) -> Re
         state.last_timestamp_ns = footer.max_timestamp_ns;
         state.segment_first_timestamp_ns = Some(footer.min_timestamp_ns);
         state.segment_record_count = footer.record_count;
-        state.sealed_streams = Arc::new(load_stream_table(
-            storage,
-            directory,
-            &state.segments,
-            state.next_position,
-            writable,
-            &mut report,
-        )?);
+        state.sealed_streams =
+            Arc::new(find_sealed_streams(&state.context, &state.segments, state.next_position, &mut report)?);
         state.active_index =
             Arc::new(BuiltIndex::new(SegmentIndex::new(state.next_position, options.index_interval_bytes)));
     } else {
-        state.sealed_streams = Arc::new(load_stream_table(
-            storage,
-            directory,
-            &state.segments,
-            last.segment.first_position(),
-            writable,
-            &mut report,
-        )?);
+        state.sealed_streams =
+            Arc::new(find_sealed_streams(&state.context, &state.segments, last.segment.first_position(), &mut report)?);
         let checkpoint = if options.recovery_mode == RecoveryMode::TolerateTornTail {
             clean_shutdown_checkpoint(storage, directory, &last.segment)
         } else {
@@ -207,7 +196,10 @@ pub(crate) fn load(directory: &Path, options: &LogOptions, writable: bool) -> Re
             }));
             state.checkpoint = Some(checkpoint.path);
         } else {
+            // A scan of the active segment costs far more than the table's
+            // check: no point deferring it.
             let sealed_streams = Arc::clone(&state.sealed_streams);
+            let sealed_streams = sealed_streams.table()?;
             let (outcome, index) = scan_into_index(
                 &last.segment,
                 last.segment.data_limit(),
@@ -329,7 +321,7 @@ fn cap_at(
         return Err(Error::corrupted(segment.path(), HEADER_SIZE as u64, kind));
     };
     let sealed_streams =
-        Arc::new(load_stream_table(storage, directory, &state.segments, segment.first_position(), false, report)?);
+        load_stream_table(storage, directory, &state.segments, segment.first_position(), false, report)?;
     // Index the records up to the cut. The scan runs to the segment's end:
     // the cut may fall inside a batch, whose records a scan shows only once
     // the batch is complete.
@@ -340,7 +332,7 @@ fn cap_at(
         }
     });
     let first_timestamp_ns = segment_index.entries().first().map(|entry| entry.timestamp_ns);
-    state.sealed_streams = sealed_streams;
+    state.sealed_streams = Arc::new(SealedStreams::checked(sealed_streams));
     state.active_index = Arc::new(BuiltIndex::new(segment_index));
     state.segments[index].footer = None;
     state.segments[index].index = IndexHandle::Built(Arc::clone(&state.active_index));
@@ -578,6 +570,38 @@ fn valid_record_after(bytes: &[u8], from: u64, to: u64, position: u64) -> bool {
 /// Loads the stream table covering every position below `target`: the newest
 /// valid table file, brought up to `target` by scanning sealed segments when it
 /// is older, or rebuilt from the first segment when none is usable.
+/// The stream table covering the positions below `target`. When the table
+/// written for exactly that point is there and its header is sound, its CRC
+/// is left to its first use (see `SealedStreams`); otherwise it is found or
+/// rebuilt now, by [`load_stream_table`].
+pub(crate) fn find_sealed_streams(
+    context: &Arc<IndexContext>,
+    segments: &[SegmentEntry],
+    target: u64,
+    report: &mut RecoveryReport,
+) -> Result<SealedStreams> {
+    let storage = &*context.storage;
+    let exact = segments
+        .iter()
+        .rev()
+        .find(|entry| entry.footer.is_some_and(|footer| footer.last_position + 1 == target))
+        .map(|entry| context.directory.join(stream_table::file_name(entry.segment.first_position())));
+    if let Some(path) = exact {
+        let table = storage::map_all(storage, &path).ok().and_then(|bytes| StreamTable::decode_unverified(bytes).ok());
+        if let Some(table) = table.filter(|table| table.next_position() == target) {
+            return Ok(SealedStreams::unchecked(Unchecked {
+                table,
+                path,
+                segments: segments.to_vec(),
+                context: Arc::clone(context),
+                generation: *context.generation.lock(),
+            }));
+        }
+    }
+    let table = load_stream_table(storage, &context.directory, segments, target, context.writable, report)?;
+    Ok(SealedStreams::checked(table))
+}
+
 pub(crate) fn load_stream_table(
     storage: &dyn Storage,
     directory: &Path,

@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::indexes::{BuiltIndex, IndexContext, IndexHandle};
+use super::sealed_streams::SealedStreams;
 use crate::error::CorruptionKind;
-use crate::index::{StreamState, StreamTable};
+use crate::error::Result;
+use crate::index::StreamState;
 use crate::segment::{Segment, SegmentFooter};
 
 /// A segment, its footer once it is sealed, and its index.
@@ -30,7 +32,7 @@ pub(crate) struct State {
     pub segment_first_timestamp_ns: Option<u64>,
     pub segment_record_count: u64,
     /// Streams as of the end of the last sealed segment.
-    pub sealed_streams: Arc<StreamTable>,
+    pub sealed_streams: Arc<SealedStreams>,
     /// Index of the last segment while it is not sealed (shared with its
     /// entry in `segments`); empty when the last segment is sealed.
     pub active_index: Arc<BuiltIndex>,
@@ -54,12 +56,15 @@ impl State {
         self.segments[0].segment.first_position()
     }
 
-    pub fn stream_state(&self, stream: &str) -> Option<StreamState> {
+    pub fn stream_state(&self, stream: &str) -> Result<Option<StreamState>> {
         let active = self.active_index.read().stream(stream).map(|postings| StreamState {
             last_version: postings.last_version(),
             last_position: postings.last_position,
         });
-        active.or_else(|| self.sealed_streams.get(stream))
+        match active {
+            Some(state) => Ok(Some(state)),
+            None => self.sealed_streams.get(stream),
+        }
     }
 
     /// Keeps the index bookkeeping shared by every state of one log (the
@@ -98,7 +103,7 @@ pub(crate) struct Published {
     pub next_position: u64,
     pub active_data_end: u64,
     pub last_timestamp_ns: u64,
-    pub sealed_streams: Arc<StreamTable>,
+    pub sealed_streams: Arc<SealedStreams>,
     /// The index generation when this was published (see
     /// `IndexContext::generation`).
     pub generation: u64,

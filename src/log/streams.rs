@@ -188,7 +188,7 @@ impl LogView {
         if let Some(chunk) = self.chunk_in(last, stream)? {
             return Ok(Some(chunk));
         }
-        match self.sealed_stream_state(stream) {
+        match self.sealed_stream_state(stream)? {
             Some(state) if state.last_position < self.next_position() => {
                 let segment_index = self.segment_index_of(state.last_position);
                 if segment_index == last && self.segments()[last].footer.is_none() {

@@ -65,7 +65,8 @@ impl LogView {
     /// including streams whose events were all purged (the log still knows
     /// their versions). Costs the active segment's index, no scan.
     pub fn stream_count(&self) -> Result<u64> {
-        let sealed = self.sealed_stream_count();
+        let sealed = self.sealed_stream_count()?;
+        let table = self.published_sealed_streams().table()?;
         let last = self.segments().len() - 1;
         if self.segments()[last].footer.is_some() {
             return Ok(sealed);
@@ -76,8 +77,7 @@ impl LogView {
             index
                 .streams()
                 .filter(|(name, postings)| {
-                    postings.offsets.first().is_some_and(|&offset| u64::from(offset) < end)
-                        && self.sealed_stream_state(name).is_none()
+                    postings.offsets.first().is_some_and(|&offset| u64::from(offset) < end) && table.get(name).is_none()
                 })
                 .count() as u64
         })?;

@@ -130,12 +130,17 @@ impl LogView {
     }
 
     /// Streams known as of the end of the view's last sealed segment.
-    pub(super) fn sealed_stream_count(&self) -> u64 {
-        self.published.sealed_streams.len() as u64
+    pub(super) fn sealed_stream_count(&self) -> Result<u64> {
+        Ok(self.published.sealed_streams.table()?.len() as u64)
+    }
+
+    /// The stream table of the view's last sealed segment.
+    pub(super) fn published_sealed_streams(&self) -> &super::sealed_streams::SealedStreams {
+        &self.published.sealed_streams
     }
 
     /// A stream as of the end of the view's last sealed segment.
-    pub(super) fn sealed_stream_state(&self, stream: &str) -> Option<crate::index::StreamState> {
+    pub(super) fn sealed_stream_state(&self, stream: &str) -> Result<Option<crate::index::StreamState>> {
         self.published.sealed_streams.get(stream)
     }
 

@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::options::{record_size_limit, segment_data_bytes};
 
 use super::indexes::{store_index, BuiltIndex, IndexHandle};
+use super::sealed_streams::SealedStreams;
 use super::state::{SegmentEntry, State};
 use super::{Appended, Durability, Inner, NewEvent};
 use crate::error::{Error, Result};
@@ -47,6 +48,9 @@ impl Inner {
         if state.checkpoint.is_some() {
             self.remove_checkpoint(&mut state)?;
         }
+        // The table a fresh open left unchecked is checked (or rebuilt) here,
+        // before anything is written: a roll and the versions below need it.
+        state.sealed_streams.table()?;
         let mut timestamp_floor = state.last_timestamp_ns;
         for event in events {
             match event.timestamp_ns {
@@ -72,6 +76,8 @@ impl Inner {
         let mut appended = Vec::with_capacity(events.len());
         let mut timestamp_ns = state.last_timestamp_ns;
         let active_index = Arc::clone(&state.active_index);
+        let sealed_streams = Arc::clone(&state.sealed_streams);
+        let sealed_streams = sealed_streams.table()?;
         let mut index = active_index.write();
         let mark = index.mark();
         let mut undo = Vec::with_capacity(events.len());
@@ -97,7 +103,7 @@ impl Inner {
             let checked = index.append_checked(
                 &added,
                 |current| event.expected_version.matches(current),
-                || state.sealed_streams.get(event.stream).map(|s| (s.last_version, s.last_position)),
+                || sealed_streams.get(event.stream).map(|s| (s.last_version, s.last_position)),
             );
             let stream_version = match checked {
                 Ok((version, entry)) => {
@@ -203,6 +209,9 @@ impl Inner {
     fn roll(&self, state: &mut State, batch_bytes: u64) -> Result<()> {
         let storage = &*self.options.storage;
         let active = state.active().clone();
+        let sealed_streams = Arc::clone(&state.sealed_streams);
+        // Checked before the segment is sealed, so that a failure changes nothing.
+        let sealed_streams = sealed_streams.table()?;
         if active.footer.is_none() {
             if state.segment_record_count == 0 {
                 // An empty segment too small for this batch (created with a
@@ -228,7 +237,7 @@ impl Inner {
             let updates = index.streams().map(|(name, postings)| {
                 (name, StreamState { last_version: postings.last_version(), last_position: postings.last_position })
             });
-            let table_bytes = state.sealed_streams.merged_with(updates, state.next_position);
+            let table_bytes = sealed_streams.merged_with(updates, state.next_position);
             let table_path = self.directory.join(stream_table::file_name(active.segment.first_position()));
             // The table and the index are hints: if one cannot be stored, the
             // next open (or first use) rebuilds it.
@@ -245,7 +254,7 @@ impl Inner {
                     return Err(error);
                 }
             };
-            state.sealed_streams = Arc::new(table);
+            state.sealed_streams = Arc::new(SealedStreams::checked(table));
             state.active_index =
                 Arc::new(BuiltIndex::new(SegmentIndex::new(state.next_position, self.options.index_interval_bytes)));
             let last = state.segments.len() - 1;

@@ -63,10 +63,16 @@ pub fn assert_deterministic(log: &Log, next: u64) {
 
 /// Segment files of a directory, sorted.
 pub fn segment_files(directory: &Path) -> Vec<PathBuf> {
+    files_with_extension(directory, "seg")
+}
+
+/// The files of a directory with this extension (`seg`, `streams`, `idx`),
+/// sorted (so oldest first, for the log's numbered files).
+pub fn files_with_extension(directory: &Path, extension: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(directory)
         .expect("list")
         .map(|entry| entry.expect("entry").path())
-        .filter(|path| path.extension().is_some_and(|e| e == "seg"))
+        .filter(|path| path.extension().is_some_and(|e| e == extension))
         .collect();
     files.sort();
     files
