@@ -52,12 +52,17 @@ pub(crate) fn lock_directory(storage: &dyn Storage, directory: &Path) -> Result<
 /// Segment files of a directory, sorted by first position.
 pub(crate) fn list_segments(storage: &dyn Storage, directory: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let names = storage.list_dir(directory).map_err(|e| Error::io("list directory", directory, e))?;
+    Ok(segments_among(&names, directory))
+}
+
+/// The segment files among the `names` of a directory, sorted.
+fn segments_among(names: &[String], directory: &Path) -> Vec<(u64, PathBuf)> {
     let mut segments: Vec<(u64, PathBuf)> = names
         .iter()
         .filter_map(|name| segment::parse_file_name(name).map(|first| (first, directory.join(name))))
         .collect();
     segments.sort_unstable_by_key(|(first, _)| *first);
-    Ok(segments)
+    segments
 }
 
 /// First positions of the stream table files of a directory, newest first.
@@ -94,12 +99,17 @@ fn is_not_found(error: &Error) -> bool {
 pub(crate) fn load(directory: &Path, options: &LogOptions, writable: bool) -> Result<Loaded> {
     let storage = &*options.storage;
     let mut report = RecoveryReport::default();
+    // The names listed to remove temporaries, kept for finding the segments
+    // unless salvage or a truncation changes the files in between.
+    let mut listing = None;
     if writable {
-        remove_temporaries(storage, directory)?;
+        listing = Some(remove_temporaries(storage, directory)?);
         if options.recovery_mode == RecoveryMode::Salvage {
+            listing = None;
             salvage::salvage_sealed_segments(storage, directory, &mut report)?;
         }
         if let Some(position) = truncation::read_marker(storage, directory)? {
+            listing = None;
             match truncation::apply(storage, directory, position) {
                 Ok(()) => {}
                 // Salvage cut the log before the truncation point: nothing is
@@ -115,7 +125,10 @@ pub(crate) fn load(directory: &Path, options: &LogOptions, writable: bool) -> Re
     // A reader that finds a truncation in progress shows the log as it will be
     // once the writer finishes the cut, never the events being removed.
     let pending_truncation = if writable { None } else { truncation::read_marker(storage, directory)? };
-    let mut listed = list_segments(storage, directory)?;
+    let mut listed = match listing {
+        Some(names) => segments_among(&names, directory),
+        None => list_segments(storage, directory)?,
+    };
     // A segment this open creates holds only its header: scanning it (and
     // checking its 64 MiB of zeros) would find nothing and cost tens of ms.
     let fresh = listed.is_empty();
@@ -344,7 +357,9 @@ fn cap_at(
     Ok(())
 }
 
-fn remove_temporaries(storage: &dyn Storage, directory: &Path) -> Result<()> {
+/// Removes the temporaries an interrupted atomic write left, and returns the
+/// other names of the directory.
+fn remove_temporaries(storage: &dyn Storage, directory: &Path) -> Result<Vec<String>> {
     let names = storage.list_dir(directory).map_err(|e| Error::io("list directory", directory, e))?;
     // Only the temporaries chronolog itself makes: a user's own `.tmp` files in
     // the directory are none of its business.
@@ -356,11 +371,12 @@ fn remove_temporaries(storage: &dyn Storage, directory: &Path) -> Result<()> {
                 || crate::index::segment_index::parse_file_name(stem).is_some()
         })
     };
-    for name in names.iter().filter(|name| ours(name)) {
+    let (temporaries, others): (Vec<String>, Vec<String>) = names.into_iter().partition(|name| ours(name));
+    for name in temporaries {
         let path = directory.join(name);
         storage.remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
     }
-    Ok(())
+    Ok(others)
 }
 
 /// Opens every listed segment and checks that they chain: each one except the

@@ -20,9 +20,11 @@ impl Mapping {
     /// Maps `file` read-only. An empty file gives an empty mapping (mapping zero
     /// bytes is an error on Linux).
     pub(crate) fn of_file(file: &File) -> io::Result<Mapping> {
-        if file.metadata()?.len() == 0 {
+        let length = file.metadata()?.len();
+        if length == 0 {
             return Ok(Mapping { map: None });
         }
+        let length = usize::try_from(length).map_err(|_| io::Error::other("file too large to map"))?;
         // SAFETY: memmap2 requires that the file is not truncated or changed in a
         // way that makes the mapping unsound while it is alive. chronolog never
         // shrinks a segment or index file (segments are fully allocated at
@@ -31,7 +33,9 @@ impl Mapping {
         // inside the map may change as the writer appends with positioned writes,
         // but only in the region past the end published to readers, which readers
         // never look at; a reader copies nothing it has not checked against a CRC.
-        let map = unsafe { memmap2::Mmap::map(file)? };
+        // (The length is given so that memmap2 does not ask the file for it
+        // a second time.)
+        let map = unsafe { memmap2::MmapOptions::new().len(length).map(file)? };
         Ok(Mapping { map: Some(map) })
     }
 
