@@ -163,3 +163,45 @@ proptest! {
         }
     }
 }
+
+/// A stream read looks the stream up in a few segments before the one its
+/// back link names, all at once (their cache misses overlap), but only in
+/// segments whose index is already in memory: a read never loads (or
+/// rebuilds) the index of a segment it does not need. Here every index file
+/// is deleted, so each load is a rebuild and is listed.
+#[test]
+fn stream_reads_load_only_the_indexes_they_need() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), options(512)).unwrap();
+    let filler = |log: &Log, count: usize| {
+        for i in 0..count {
+            log.append(&NewEvent::new(&format!("filler-{}", i % 5), "Filled", &[0u8; 64])).unwrap();
+        }
+    };
+    filler(&log, 300);
+    log.append(&NewEvent::new("sparse", "Happened", b"first")).unwrap();
+    filler(&log, 300);
+    log.append(&NewEvent::new("sparse", "Happened", b"second")).unwrap();
+    filler(&log, 300);
+    let segments = log.view().segment_summaries().len();
+    assert!(segments > 10, "{segments} segments");
+    drop(log);
+    for entry in std::fs::read_dir(directory.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "idx") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let log = Log::open(directory.path(), options(512)).unwrap();
+    let view = log.view();
+    let forward: Vec<Vec<u8>> = view.read_stream("sparse", 0).unwrap().map(|e| e.unwrap().payload.to_vec()).collect();
+    assert_eq!(forward, vec![b"first".to_vec(), b"second".to_vec()]);
+    assert_eq!(log.rebuilt_indexes().len(), 2, "{:?}", log.rebuilt_indexes());
+    let backward: Vec<u64> =
+        view.read_stream_backward("sparse", None).unwrap().map(|e| e.unwrap().stream_version).collect();
+    assert_eq!(backward, vec![1, 0]);
+    assert_eq!(log.rebuilt_indexes().len(), 2, "{:?}", log.rebuilt_indexes());
+    // A dense stream, read whole, loads what it walks over and still matches.
+    let dense: Vec<u64> = view.read_stream("filler-3", 0).unwrap().map(|e| e.unwrap().stream_version).collect();
+    assert_eq!(dense, (0..180).collect::<Vec<u64>>());
+}

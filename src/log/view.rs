@@ -1,5 +1,6 @@
 //! Reading: consistent snapshots of the log and iterators over them.
 
+use super::indexes::IndexHandle;
 use super::state::{Published, SegmentEntry};
 use super::EventRef;
 use crate::error::{CorruptionKind, Error, Result};
@@ -148,6 +149,15 @@ impl LogView {
     /// use for a sealed segment).
     pub(super) fn with_index<R>(&self, segment_index: usize, read: impl FnOnce(&SegmentIndex) -> R) -> Result<R> {
         self.published.context.with_index(self.segments(), segment_index, self.published.generation, read)
+    }
+
+    /// Whether a segment's index is in memory (so that using it costs no
+    /// file read or rebuild).
+    pub(super) fn index_is_loaded(&self, segment_index: usize) -> bool {
+        match &self.segments()[segment_index].index {
+            IndexHandle::Lazy(cell) => cell.get().is_some(),
+            IndexHandle::Built(_) => true,
+        }
     }
 
     /// Every event, newest first.
