@@ -240,6 +240,11 @@ fn damaged_stream_tables_are_rebuilt() {
     flip_byte(&newest, 40);
     let damaged_bytes = std::fs::read(&newest).unwrap();
     std::fs::remove_file(tables.pop().unwrap()).unwrap();
+    // An open that scans the active segment (Strict here) needs the table at
+    // once: it checks it then, and reports the rebuild.
+    let strict = Log::open_read_only(directory.path(), small_options().recovery_mode(RecoveryMode::Strict)).unwrap();
+    assert_eq!(strict.recovery_report().rebuilt_indexes, vec![newest.clone()]);
+    drop(strict);
     // A read-only open defers the table's check to its first use too, and
     // rebuilds it in memory then, without writing.
     let reader = Log::open_read_only(directory.path(), small_options()).unwrap();
@@ -264,33 +269,89 @@ fn damaged_stream_tables_are_rebuilt() {
 /// the newest table is damaged and cannot be rebuilt (the segments before it
 /// were purged and the older table is gone too), that first use fails with a
 /// typed error naming the table, and nothing is written; reading the log by
-/// position, which needs no table, still works.
+/// position, which needs no table, still works. The failure is not sticky:
+/// the log is not poisoned, and once the table reads again the next use
+/// checks it and goes on. The same holds when the active segment's
+/// clean-close index is damaged too (rebuilding it needs the table): found
+/// in review, where it used to count as permanent damage and poison the log.
 #[test]
 fn a_damaged_stream_table_that_cannot_be_rebuilt_fails_its_first_use() {
+    for damage_active_index in [false, true] {
+        let directory = tempfile::tempdir().unwrap();
+        let log = Log::open(directory.path(), small_options()).unwrap();
+        append_range(&log, 0, 300, 4);
+        let purged = log.purge_before(150).unwrap();
+        assert!(purged > 0);
+        drop(log);
+        let mut tables = files_with_extension(directory.path(), "streams");
+        let newest = tables.pop().unwrap();
+        flip_byte(&newest, 40);
+        for older in tables {
+            std::fs::remove_file(older).unwrap();
+        }
+        if damage_active_index {
+            let index = files_with_extension(directory.path(), "idx").pop().unwrap();
+            let length = std::fs::metadata(&index).unwrap().len();
+            flip_byte(&index, length - 10);
+        }
+        let log = Log::open(directory.path(), small_options()).unwrap();
+        let next = log.next_position();
+        let error = log.append(&chronolog::NewEvent::new("stream-1", "Happened", b"x")).unwrap_err();
+        assert!(names(&error, &newest, 0), "{error}");
+        assert_eq!(log.next_position(), next, "nothing written");
+        // A stream the active segment does not hold needs the table.
+        assert!(log.stream_state("never-written").is_err());
+        assert!(log.view().read_stream("never-written", 0).is_err());
+        assert!(log.view().stream_count().is_err());
+        assert_deterministic(&log, next);
+        // Asking again tries again (and fails the same way): no panic, no guess.
+        assert!(log.append(&chronolog::NewEvent::new("stream-1", "Happened", b"x")).is_err());
+        assert_eq!(log.failure(), None, "a table that cannot be read yet does not poison the log");
+        // Readable again: the next use checks it and goes on.
+        flip_byte(&newest, 40);
+        let appended = log.append(&chronolog::NewEvent::new("stream-1", "Happened", b"x")).unwrap();
+        assert_eq!(appended.stream_version, 43, "stream-1 had versions 0 to 42");
+        assert_eq!(log.stream_state("stream-1").unwrap().unwrap().last_version, 43);
+        assert_eq!(log.stream_state("stream-5").unwrap().unwrap().last_version, 42);
+        assert_eq!(log.view().stream_count().unwrap(), 7);
+    }
+}
+
+/// Found in review: a truncate loads the log anew, and a stream table that
+/// load left unchecked kept an index context of its own, which later
+/// truncates did not bump. Checked later from a view taken in between, a
+/// damaged table was rebuilt and written back although a second truncate had
+/// removed it: a valid-looking table describing events that no longer exist,
+/// which a later open could trust. The rebuild must stay in memory.
+#[test]
+fn a_table_rebuilt_after_a_later_truncate_is_not_written_back() {
     let directory = tempfile::tempdir().unwrap();
     let log = Log::open(directory.path(), small_options()).unwrap();
     append_range(&log, 0, 300, 4);
-    let purged = log.purge_before(150).unwrap();
-    assert!(purged > 0);
+    let summaries = log.view().segment_summaries();
+    assert!(summaries.len() >= 4);
+    let k = summaries.len() - 2;
+    let (previous_first, boundary) = (summaries[k - 1].first_position, summaries[k].first_position);
+    let table = directory.path().join(chronolog::index::stream_table::file_name(previous_first));
+    flip_byte(&table, 40);
+    // Cut at a segment boundary: the last segment left is sealed, and the
+    // damaged table is the one the load finds for it, unchecked.
+    log.truncate_after(boundary - 1).unwrap();
+    let view = log.view();
+    // Cut inside that segment: its table goes.
+    log.truncate_after(previous_first + 2).unwrap();
+    assert!(!table.exists());
+    // The old view checks its table now: rebuilt in memory, not written.
+    assert_eq!(view.stream_count().unwrap(), 7);
+    assert!(!table.exists(), "a table for events a truncate removed was written back");
+    assert!(log.rebuilt_indexes().contains(&table), "the rebuild is reported: {:?}", log.rebuilt_indexes());
+    drop(view);
+    assert_deterministic(&log, previous_first + 3);
     drop(log);
-    let mut tables = files_with_extension(directory.path(), "streams");
-    let newest = tables.pop().unwrap();
-    flip_byte(&newest, 40);
-    for older in tables {
-        std::fs::remove_file(older).unwrap();
-    }
     let log = Log::open(directory.path(), small_options()).unwrap();
-    let next = log.next_position();
-    let error = log.append(&chronolog::NewEvent::new("stream-1", "Happened", b"x")).unwrap_err();
-    assert!(names(&error, &newest, 0), "{error}");
-    assert_eq!(log.next_position(), next, "nothing written");
-    // A stream the active segment does not hold needs the table.
-    assert!(log.stream_state("never-written").is_err());
-    assert!(log.view().read_stream("never-written", 0).is_err());
-    assert!(log.view().stream_count().is_err());
-    assert_deterministic(&log, next);
-    // Asking again tries again (and fails the same way): no panic, no guess.
-    assert!(log.append(&chronolog::NewEvent::new("stream-1", "Happened", b"x")).is_err());
+    assert_deterministic(&log, previous_first + 3);
+    append_range(&log, previous_first + 3, 320, 4);
+    assert_deterministic(&log, 320);
 }
 
 /// The segment index files of a directory, removed: what a crash leaves of

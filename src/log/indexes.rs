@@ -59,74 +59,68 @@ impl BuiltIndex {
         }
     }
 
-    pub fn read(&self) -> RwLockReadGuard<'_, SegmentIndex> {
-        self.load();
-        self.index.read()
+    /// The index, loaded first if it is pending. An error when it is damaged
+    /// (see [`BuiltIndex::damage`]) or could not be loaded yet.
+    pub fn read(&self) -> Result<RwLockReadGuard<'_, SegmentIndex>> {
+        match self.damage() {
+            Some(error) => Err(error),
+            None => Ok(self.index.read()),
+        }
     }
 
-    pub fn write(&self) -> RwLockWriteGuard<'_, SegmentIndex> {
-        self.load();
-        self.index.write()
+    /// [`BuiltIndex::read`], for the writer.
+    pub fn write(&self) -> Result<RwLockWriteGuard<'_, SegmentIndex>> {
+        match self.damage() {
+            Some(error) => Err(error),
+            None => Ok(self.index.write()),
+        }
     }
 
-    /// The damage found while loading, as an error (see `damage`).
+    /// The damage found while loading, as an error; or the error that kept
+    /// a pending index from loading now (the stream table it needs to be
+    /// rebuilt was unavailable), which the next call tries again.
     pub fn damage(&self) -> Option<Error> {
-        self.load();
+        if let Err(error) = self.load() {
+            return Some(error);
+        }
         self.damage.lock().as_ref().map(|(path, offset, kind)| Error::corrupted(path, *offset, kind.clone()))
     }
 
-    fn load(&self) {
+    fn load(&self) -> Result<()> {
         if self.loaded.load(Ordering::Acquire) {
-            return;
+            return Ok(());
         }
-        let mut pending = self.pending.lock();
-        if let Some(pending) = pending.take() {
+        let mut pending_slot = self.pending.lock();
+        if let Some(pending) = pending_slot.as_ref() {
             let first = pending.segment.first_position();
             let index = match SegmentIndex::decode(&pending.bytes, first, pending.data_end) {
                 Ok(index) => index,
                 Err(_) => {
                     // Damaged after its header was checked at open: the
                     // segment is the truth, up to the end the close recorded.
-                    match pending.sealed_streams.table() {
-                        Ok(table) => {
-                            let (outcome, index) = scan_into_index(
-                                &pending.segment,
-                                pending.data_end,
-                                0,
-                                pending.interval_bytes,
-                                |stream| table.get(stream).map(|state| state.last_position),
-                            );
-                            if outcome.valid_end != pending.data_end {
-                                let kind = match outcome.end {
-                                    crate::segment::ScanEnd::Invalid { kind, .. } => kind,
-                                    _ => CorruptionKind::IncompleteBatch,
-                                };
-                                let path = pending.segment.path().to_path_buf();
-                                *self.damage.lock() = Some((path, outcome.valid_end, kind));
-                            }
-                            index
-                        }
-                        Err(error) => {
-                            // No back links without the table: the index cannot
-                            // be rebuilt, so it counts as damage (reads and
-                            // appends report it; reopening tries again).
-                            let damage = match error {
-                                Error::Corrupted { path, offset, kind } => (path, offset, kind),
-                                _ => (
-                                    pending.segment.path().to_path_buf(),
-                                    0,
-                                    CorruptionKind::InvalidField { field: "stream table" },
-                                ),
-                            };
-                            *self.damage.lock() = Some(damage);
-                            SegmentIndex::new(first, pending.interval_bytes)
-                        }
+                    // Without the stream table there are no back links: the
+                    // error is returned and the index stays pending, so that
+                    // a later call tries again (nothing is guessed).
+                    let table = pending.sealed_streams.table()?;
+                    let (outcome, index) =
+                        scan_into_index(&pending.segment, pending.data_end, 0, pending.interval_bytes, |stream| {
+                            table.get(stream).map(|state| state.last_position)
+                        });
+                    if outcome.valid_end != pending.data_end {
+                        let kind = match outcome.end {
+                            crate::segment::ScanEnd::Invalid { kind, .. } => kind,
+                            _ => CorruptionKind::IncompleteBatch,
+                        };
+                        *self.damage.lock() = Some((pending.segment.path().to_path_buf(), outcome.valid_end, kind));
                     }
+                    index
                 }
             };
             *self.index.write() = index;
+            *pending_slot = None;
         }
         self.loaded.store(true, Ordering::Release);
+        Ok(())
     }
 }
 
@@ -196,10 +190,7 @@ impl IndexContext {
     ) -> Result<R> {
         let entry = &segments[position_in_list];
         match &entry.index {
-            IndexHandle::Built(index) => match index.damage() {
-                Some(error) => Err(error),
-                None => Ok(read(&index.read())),
-            },
+            IndexHandle::Built(index) => Ok(read(&*index.read()?)),
             IndexHandle::Lazy(cell) => {
                 if let Some(index) = cell.get() {
                     return Ok(read(index));

@@ -51,7 +51,7 @@ impl Inner {
         let result = truncation::write_marker(storage, &self.directory, position)
             .and_then(|()| truncation::apply(storage, &self.directory, position))
             .and_then(|()| truncation::remove_marker(storage, &self.directory))
-            .and_then(|()| open::load(&self.directory, &self.options, true));
+            .and_then(|()| open::load(&self.directory, &self.options, true, Some(&state.context)));
         let loaded = match result {
             Ok(loaded) => loaded,
             Err(error) => {
@@ -60,9 +60,7 @@ impl Inner {
                 return Err(error);
             }
         };
-        let previous = Arc::clone(&state.context);
         *state = loaded.state;
-        state.carry_over_index_context(&previous);
         *self.published.write() = state.published();
         self.signal.notify();
         // Everything kept is durable: sealed segments were synced when sealed
@@ -145,11 +143,10 @@ impl Inner {
             return Ok(());
         }
         // The writer may purge or truncate meanwhile: see `load_read_only`.
-        let loaded = open::load_read_only(&self.directory, &self.options)?;
+        let shared = Arc::clone(&self.state.lock().context);
+        let loaded = open::load_read_only(&self.directory, &self.options, Some(&shared))?;
         let mut state = self.state.lock();
-        let previous = Arc::clone(&state.context);
         *state = loaded.state;
-        state.carry_over_index_context(&previous);
         *self.published.write() = state.published();
         self.signal.notify();
         Ok(())

@@ -135,7 +135,7 @@ impl Log {
         }
         create_directory_durably(storage, &directory)?;
         let lock = open::lock_directory(storage, &directory)?;
-        let loaded = open::load(&directory, &options, true)?;
+        let loaded = open::load(&directory, &options, true, None)?;
         Ok(Log::from_loaded(directory, options, Some(lock), loaded))
     }
 
@@ -150,7 +150,7 @@ impl Log {
             RecoveryMode::Strict => options,
             _ => options.recovery_mode(RecoveryMode::TolerateTornTail),
         };
-        let loaded = open::load_read_only(&directory, &options)?;
+        let loaded = open::load_read_only(&directory, &options, None)?;
         Ok(Log::from_loaded(directory, options, None, loaded))
     }
 
@@ -419,7 +419,7 @@ impl Drop for Inner {
         if active.segment.sync().is_err() {
             return;
         }
-        let index = state.active_index.read();
+        let Ok(index) = state.active_index.read() else { return };
         if index.data_end() == state.data_end && state.next_position > active.segment.first_position() {
             indexes::store_index(&*self.options.storage, &self.directory, &index);
         }

@@ -78,10 +78,10 @@ pub(crate) fn list_stream_tables(storage: &dyn Storage, directory: &Path) -> Res
 /// file shows as a file gone, or as a segment that no longer chains. Such an
 /// error is tried again after a short pause, a few times (about 30 ms in
 /// all), before it is believed.
-pub(crate) fn load_read_only(directory: &Path, options: &LogOptions) -> Result<Loaded> {
+pub(crate) fn load_read_only(directory: &Path, options: &LogOptions, shared: Option<&IndexContext>) -> Result<Loaded> {
     let mut attempts = 0u32;
     loop {
-        match load(directory, options, false) {
+        match load(directory, options, false, shared) {
             Err(error) if attempts < 5 && (error.is_corruption() || is_not_found(&error)) => {
                 std::thread::sleep(std::time::Duration::from_millis(1 << attempts));
                 attempts += 1;
@@ -96,7 +96,18 @@ fn is_not_found(error: &Error) -> bool {
 }
 
 /// Opens (and, when writable, repairs) the log in `directory`.
-pub(crate) fn load(directory: &Path, options: &LogOptions, writable: bool) -> Result<Loaded> {
+/// Loads the log in `directory`. `shared` is the index context of the state
+/// this load replaces (after a truncate or a refresh): the new state shares
+/// its generation and its rebuilt list, so that everything made from the new
+/// state (a stream table checked later, an index rebuilt later) sees the
+/// truncates and purges that follow, and reports where the log's other
+/// rebuilds are reported.
+pub(crate) fn load(
+    directory: &Path,
+    options: &LogOptions,
+    writable: bool,
+    shared: Option<&IndexContext>,
+) -> Result<Loaded> {
     let storage = &*options.storage;
     let mut report = RecoveryReport::default();
     // The names listed to remove temporaries, kept for finding the segments
@@ -152,8 +163,8 @@ pub(crate) fn load(directory: &Path, options: &LogOptions, writable: bool) -> Re
         directory: directory.to_path_buf(),
         writable,
         interval_bytes: options.index_interval_bytes,
-        rebuilt: Default::default(),
-        generation: Default::default(),
+        rebuilt: shared.map(|shared| Arc::clone(&shared.rebuilt)).unwrap_or_default(),
+        generation: shared.map(|shared| Arc::clone(&shared.generation)).unwrap_or_default(),
     });
 
     let mut state = State {
@@ -182,15 +193,28 @@ pub(crate) fn load(directory: &Path, options: &LogOptions, writable: bool) -> Re
         state.active_index =
             Arc::new(BuiltIndex::new(SegmentIndex::new(state.next_position, options.index_interval_bytes)));
     } else {
-        state.sealed_streams =
-            Arc::new(find_sealed_streams(&state.context, &state.segments, last.segment.first_position(), &mut report)?);
-        let checkpoint = if options.recovery_mode == RecoveryMode::TolerateTornTail {
+        let checkpoint = if options.recovery_mode == RecoveryMode::TolerateTornTail && !fresh {
             clean_shutdown_checkpoint(storage, directory, &last.segment)
         } else {
             None
         };
+        let target = last.segment.first_position();
+        state.sealed_streams = if fresh || checkpoint.is_some() {
+            Arc::new(find_sealed_streams(&state.context, &state.segments, target, &mut report)?)
+        } else {
+            // The scan below needs the table at once (and costs far more than
+            // its check): checked now, and a rebuild is in this open's report.
+            let table = load_stream_table(storage, directory, &state.segments, target, writable, &mut report)?;
+            Arc::new(SealedStreams::checked(table))
+        };
         if fresh {
             // Nothing to recover: the state above describes an empty segment.
+            // An index file left by a log whose segments were deleted must
+            // not outlive the first append (see `State::checkpoint`).
+            let stale = directory.join(crate::index::segment_index::file_name(target));
+            if writable && storage.exists(&stale).unwrap_or(true) {
+                state.checkpoint = Some(stale);
+            }
         } else if let Some(checkpoint) = checkpoint {
             // Closed cleanly: nothing to scan, and the index is parsed on first
             // use. The checkpoint is removed before the next append (see
@@ -209,8 +233,6 @@ pub(crate) fn load(directory: &Path, options: &LogOptions, writable: bool) -> Re
             }));
             state.checkpoint = Some(checkpoint.path);
         } else {
-            // A scan of the active segment costs far more than the table's
-            // check: no point deferring it.
             let sealed_streams = Arc::clone(&state.sealed_streams);
             let sealed_streams = sealed_streams.table()?;
             let (outcome, index) = scan_into_index(

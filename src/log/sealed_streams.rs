@@ -63,16 +63,16 @@ impl SealedStreams {
             let mut unchecked = self.unchecked.lock();
             // Nothing pending: another thread checked the table while this
             // one waited (it sets `checked` before it lets the lock go).
-            let Some(pending) = unchecked.take() else { continue };
-            let table = match pending.table.verify() {
-                Ok(()) => pending.table,
-                Err(_) => match rebuild(&pending) {
-                    Ok(table) => table,
-                    Err(error) => {
-                        *unchecked = Some(pending);
-                        return Err(error);
-                    }
-                },
+            let Some(pending) = unchecked.as_ref() else { continue };
+            // The pending table is taken only once a checked one is at hand:
+            // a failure (or a panic) leaves it for the next call to try again.
+            let table = if pending.table.verify().is_ok() {
+                let Some(pending) = unchecked.take() else { continue };
+                pending.table
+            } else {
+                let table = rebuild(pending)?;
+                *unchecked = None;
+                table
             };
             let _ = self.checked.set(table);
         }

@@ -57,7 +57,7 @@ impl State {
     }
 
     pub fn stream_state(&self, stream: &str) -> Result<Option<StreamState>> {
-        let active = self.active_index.read().stream(stream).map(|postings| StreamState {
+        let active = self.active_index.read()?.stream(stream).map(|postings| StreamState {
             last_version: postings.last_version(),
             last_position: postings.last_position,
         });
@@ -65,20 +65,6 @@ impl State {
             Some(state) => Ok(Some(state)),
             None => self.sealed_streams.get(stream),
         }
-    }
-
-    /// Keeps the index bookkeeping shared by every state of one log (the
-    /// generation, the rebuilt list) when a truncate or refresh loads a new one.
-    pub fn carry_over_index_context(&mut self, previous: &IndexContext) {
-        let context = IndexContext {
-            storage: Arc::clone(&self.context.storage),
-            directory: self.context.directory.clone(),
-            writable: self.context.writable,
-            interval_bytes: self.context.interval_bytes,
-            rebuilt: Arc::clone(&previous.rebuilt),
-            generation: Arc::clone(&previous.generation),
-        };
-        self.context = Arc::new(context);
     }
 
     pub fn published(&self) -> Published {

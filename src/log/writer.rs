@@ -39,6 +39,11 @@ impl Inner {
 
         let mut state = self.state.lock();
         self.check_poisoned()?;
+        // The table a fresh open left unchecked is checked (or rebuilt) here,
+        // before anything is written: a roll and the versions below need it,
+        // and so may loading the active segment's index just below. Failing,
+        // it fails this append only; the next one tries again.
+        state.sealed_streams.table()?;
         if let Some(error) = state.active_index.damage() {
             // The active segment's index could not be loaded whole: versions
             // taken from it could repeat. Stop writing; reopening scans.
@@ -48,9 +53,6 @@ impl Inner {
         if state.checkpoint.is_some() {
             self.remove_checkpoint(&mut state)?;
         }
-        // The table a fresh open left unchecked is checked (or rebuilt) here,
-        // before anything is written: a roll and the versions below need it.
-        state.sealed_streams.table()?;
         let mut timestamp_floor = state.last_timestamp_ns;
         for event in events {
             match event.timestamp_ns {
@@ -78,7 +80,7 @@ impl Inner {
         let active_index = Arc::clone(&state.active_index);
         let sealed_streams = Arc::clone(&state.sealed_streams);
         let sealed_streams = sealed_streams.table()?;
-        let mut index = active_index.write();
+        let mut index = active_index.write()?;
         let mark = index.mark();
         let mut undo = Vec::with_capacity(events.len());
         for (batch_index, event) in events.iter().enumerate() {
@@ -140,7 +142,9 @@ impl Inner {
         if let Err(error) = written {
             // Nothing of the batch counts: take its postings back too, so that
             // no lookup ever points at bytes that were not written.
-            active_index.write().undo(mark, &undo);
+            if let Ok(mut index) = active_index.write() {
+                index.undo(mark, &undo);
+            }
             // Part of the batch may be in the file past the published end; the
             // state of the page cache is unknown, so stop writing until reopen,
             // which cuts whatever is there.
@@ -233,7 +237,13 @@ impl Inner {
                 return Err(error);
             }
             let active_index = Arc::clone(&state.active_index);
-            let index = active_index.read();
+            let index = match active_index.read() {
+                Ok(index) => index,
+                Err(error) => {
+                    self.poison(&error);
+                    return Err(error);
+                }
+            };
             let updates = index.streams().map(|(name, postings)| {
                 (name, StreamState { last_version: postings.last_version(), last_position: postings.last_position })
             });
