@@ -329,6 +329,24 @@ impl<'a> StreamIter<'a> {
         for offset in first_reads {
             segment.prefetch(u64::from(offset), PREFETCH_BYTES);
         }
+        // A stream spread thinly has only a few events in each segment: start
+        // on the next segment's first ones too, so that their latencies
+        // overlap with this segment's.
+        let few = self.offsets.len() < PREFETCH_DISTANCE;
+        if let (Direction::Forward, true, Some(next)) = (self.direction, few, self.forward_chunks.last()) {
+            let want = PREFETCH_DISTANCE - self.offsets.len();
+            let next_index = next.segment_index;
+            let next_reads: Vec<u32> = self.view.with_index(next_index, |index| {
+                index
+                    .stream(stream)
+                    .map(|postings| postings.offsets.iter().take(want).copied().collect())
+                    .unwrap_or_default()
+            })?;
+            let next_segment = &self.view.segments()[next_index].segment;
+            for offset in next_reads {
+                next_segment.prefetch(u64::from(offset), PREFETCH_BYTES);
+            }
+        }
         Ok(())
     }
 
