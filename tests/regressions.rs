@@ -356,3 +356,92 @@ fn a_refresh_racing_a_purge_lists_the_directory_again() {
     assert_eq!(reader.next_position(), 202);
     assert_eq!(storage.listings_to_fake.load(Ordering::SeqCst), 0, "the race happened");
 }
+
+/// Found by the `model` fuzz target (fuzz/artifacts/model/crash-4d12ce04…):
+/// a snapshot of the first 4 events, then a truncation after event 0 and new
+/// events at positions 1 to 12, then a purge of the segment holding position
+/// 3. While position 3 was in the log, a lookup saw it diverge (another
+/// timestamp and CRC) and skipped the snapshot; once it was purged nothing
+/// was left to compare with, and the stale snapshot (one event of `s-0`
+/// where the log now has two) was returned. A truncation now removes the
+/// snapshots of the events it cuts, under its marker.
+#[test]
+fn a_snapshot_cut_by_a_truncation_is_never_used_after_a_purge() {
+    use chronolog::snapshot::{SnapshotBound, SnapshotMeta, SnapshotStore};
+    let directory = tempfile::tempdir().unwrap();
+    let options = LogOptions::default().segment_capacity_bytes(4096).durability(Durability::None);
+    let log = Log::open(directory.path(), options).unwrap();
+    let append = |streams: &[&str], payload: usize, timestamp: u64| {
+        let payload = vec![7u8; payload];
+        let events: Vec<NewEvent<'_>> =
+            streams.iter().map(|s| NewEvent::new(s, "E", &payload).with_timestamp_ns(timestamp)).collect();
+        log.append_batch(&events).unwrap();
+    };
+    append(&["s-0", "s-1", "s-2", "s-3"], 137, 1_008);
+    let store = SnapshotStore::open(&log);
+    let meta =
+        SnapshotMeta { name: "count-s-0".into(), next_position: 4, timestamp_ns: 1_008, version: 1, schema_version: 1 };
+    let stale = store.write_anchored(&meta, &1u64.to_le_bytes(), &log.view()).unwrap();
+    append(&["s-0", "s-1", "s-2", "s-3"], 3, 1_012);
+    log.truncate_after(0).unwrap();
+    assert!(!stale.exists(), "the truncation removed the snapshot of the events it cut");
+    for _ in 0..6 {
+        append(&["s-0", "s-1", "s-2", "s-3"], 365, 1_013);
+    }
+    assert!(log.purge_before(20).unwrap() > 0);
+    assert!(log.first_position() > 3, "position 3 was purged");
+    let found = store.find("count-s-0", SnapshotBound::Latest, 1, &log.view()).unwrap();
+    assert!(found.snapshot.is_none(), "a stale snapshot was used");
+}
+
+/// A snapshot computed before a truncation and written after it would
+/// describe events that no longer exist (the truncation could not remove a
+/// file that was not there yet): an anchored write checks the log as it is,
+/// and refuses.
+#[test]
+fn an_anchored_snapshot_write_after_a_truncation_of_its_events_is_refused() {
+    use chronolog::snapshot::{SnapshotMeta, SnapshotStore};
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), LogOptions::default().durability(Durability::None)).unwrap();
+    for i in 0..6u64 {
+        log.append(&NewEvent::new("s", "E", b"x").with_timestamp_ns(100 + i)).unwrap();
+    }
+    let before = log.view();
+    let meta = |next: u64| SnapshotMeta {
+        name: "s".into(),
+        next_position: next,
+        timestamp_ns: 100 + next - 1,
+        version: next,
+        schema_version: 1,
+    };
+    let store = SnapshotStore::open(&log);
+    log.truncate_after(2).unwrap();
+    // Beyond the log's end now.
+    assert!(matches!(store.write_anchored(&meta(5), b"5", &before), Err(Error::PositionOutOfRange { .. })));
+    // Rewritten: position 4 is another event now.
+    log.append(&NewEvent::new("s", "E", b"y").with_timestamp_ns(200)).unwrap();
+    log.append(&NewEvent::new("s", "E", b"y").with_timestamp_ns(201)).unwrap();
+    let crc_before = before.fingerprint(4).unwrap().map(|(_, crc)| crc);
+    let rewritten = store.write_with_anchor_crc(&meta(5), crc_before, b"5");
+    assert!(matches!(rewritten, Err(Error::LogRewritten { position: 4 })), "{rewritten:?}");
+    // Events the truncation kept: accepted.
+    store.write_anchored(&meta(3), b"3", &log.view()).unwrap();
+}
+
+/// Found while fixing the one above: a snapshot store that held a clone of
+/// its log kept the log open, and its directory locked, after the caller had
+/// dropped it (the demo's reopen failed with `Locked`). It holds a weak
+/// handle: a closed log is simply not checked against.
+#[test]
+fn a_snapshot_store_does_not_keep_its_log_open() {
+    use chronolog::snapshot::{SnapshotMeta, SnapshotStore};
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), LogOptions::default().durability(Durability::None)).unwrap();
+    log.append(&NewEvent::new("s", "E", b"x").with_timestamp_ns(7)).unwrap();
+    let store = SnapshotStore::open(&log);
+    drop(log);
+    let reopened = Log::open(directory.path(), LogOptions::default()).expect("not locked by the store");
+    let meta = SnapshotMeta { name: "s".into(), next_position: 1, timestamp_ns: 7, version: 1, schema_version: 1 };
+    store.write_with_anchor_crc(&meta, None, b"1").expect("a store whose log closed still writes");
+    drop(reopened);
+}

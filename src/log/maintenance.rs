@@ -36,6 +36,10 @@ impl Inner {
             return Err(Error::ReadOnly);
         }
         let storage = &*self.options.storage;
+        // No snapshot write of this process may straddle the cut (see
+        // `Log::hold_history`); taken before the state, as snapshot writes
+        // take it before reading the log.
+        let _history = self.history.write();
         let mut state = self.state.lock();
         self.check_poisoned()?;
         let (first, next) = (state.first_position(), state.next_position);

@@ -73,6 +73,18 @@ pub struct Log {
     inner: Arc<Inner>,
 }
 
+/// A [`Log`] that may have been closed: for holders that must not keep it
+/// open (a snapshot store).
+#[derive(Debug, Clone)]
+pub(crate) struct WeakLog(std::sync::Weak<Inner>);
+
+impl WeakLog {
+    /// The log, if some handle still keeps it open.
+    pub(crate) fn upgrade(&self) -> Option<Log> {
+        self.0.upgrade().map(|inner| Log { inner })
+    }
+}
+
 struct Inner {
     directory: PathBuf,
     options: LogOptions,
@@ -87,6 +99,9 @@ struct Inner {
     report: RecoveryReport,
     /// Wakes threads blocked in [`Log::wait_for`].
     signal: notify::AppendSignal,
+    /// Held for writing by a truncation, for reading by a snapshot write
+    /// (see `Log::hold_history`).
+    history: RwLock<()>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -180,6 +195,7 @@ impl Log {
                 poisoned: Mutex::new(None),
                 report: loaded.report,
                 signal: notify::AppendSignal::default(),
+                history: RwLock::new(()),
             }),
         }
     }
@@ -258,6 +274,18 @@ impl Log {
     /// use, so this grows as the log is read).
     pub fn rebuilt_indexes(&self) -> Vec<PathBuf> {
         self.inner.published.read().context.rebuilt.lock().clone()
+    }
+
+    /// Keeps [`Log::truncate_after`] of this process from running while the
+    /// guard lives: a snapshot written meanwhile cannot be made stale by a
+    /// truncation it did not see.
+    pub(crate) fn hold_history(&self) -> parking_lot::RwLockReadGuard<'_, ()> {
+        self.inner.history.read()
+    }
+
+    /// A handle that does not keep the log open (nor its directory locked).
+    pub(crate) fn downgrade(&self) -> WeakLog {
+        WeakLog(Arc::downgrade(&self.inner))
     }
 
     /// The log's directory.

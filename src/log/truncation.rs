@@ -91,6 +91,10 @@ pub(crate) fn apply(storage: &dyn Storage, directory: &Path, position: u64) -> R
             return Err(Error::corrupted(segment.path(), outcome.stop_offset, kind));
         }
     }
+    // Snapshots of the events being cut go first (see
+    // `snapshot::remove_beyond`): the snapshot layer lives above the log, but
+    // its files describe the log's history, which only a truncation rewrites.
+    crate::snapshot::remove_beyond(storage, directory, position + 1)?;
     for (_, path) in listed.iter().rev().filter(|(first, _)| *first > position) {
         remove_if_present(storage, path)?;
     }

@@ -199,6 +199,10 @@ pub struct SnapshotStore {
     storage: Arc<dyn Storage>,
     keep_last: usize,
     keep_spread: usize,
+    /// The log, when the store was opened from one (and while it is open):
+    /// anchored writes are then checked against it, and kept apart from its
+    /// truncations. Weak, so that a store never keeps a log open.
+    log: Option<crate::log::WeakLog>,
 }
 
 /// Distinguishes the temporary files of concurrent writes in this process.
@@ -207,9 +211,13 @@ static TEMPORARY_COUNTER: AtomicU64 = AtomicU64::new(0);
 impl SnapshotStore {
     /// The snapshot store of `log`'s directory, through the log's storage.
     /// Keeps the last [`KEEP_LAST_DEFAULT`] snapshots per name. Nothing is
-    /// created on disk until the first write.
+    /// created on disk until the first write. The store keeps a handle on
+    /// the log: an anchored write is checked against the log as it is when
+    /// the file is renamed into place, and never overlaps a
+    /// [`Log::truncate_after`] of this process (which removes the snapshots
+    /// of the events it cuts).
     pub fn open(log: &Log) -> SnapshotStore {
-        SnapshotStore::at(log.directory(), log.storage())
+        SnapshotStore { log: Some(log.downgrade()), ..SnapshotStore::at(log.directory(), log.storage()) }
     }
 
     /// The snapshot store of the log directory `log_directory`, through
@@ -220,6 +228,7 @@ impl SnapshotStore {
             storage,
             keep_last: KEEP_LAST_DEFAULT,
             keep_spread: 0,
+            log: None,
         }
     }
 
@@ -280,7 +289,7 @@ impl SnapshotStore {
     /// snapshot is durable; an error before leaves the older snapshots as they
     /// were. One writer per name at a time.
     pub fn write(&self, meta: &SnapshotMeta, payload: &[u8]) -> Result<PathBuf> {
-        self.write_with(meta, None, payload)
+        self.write_with(meta, None, payload, false)
     }
 
     /// [`SnapshotStore::write`], also recording the stored CRC of the record
@@ -303,7 +312,7 @@ impl SnapshotStore {
                 }
             },
         };
-        self.write_with(meta, anchor, payload)
+        self.write_with(meta, anchor, payload, true)
     }
 
     /// [`SnapshotStore::write`] with an anchor CRC the caller already knows
@@ -314,11 +323,37 @@ impl SnapshotStore {
         anchor_crc: Option<u32>,
         payload: &[u8],
     ) -> Result<PathBuf> {
-        self.write_with(meta, anchor_crc, payload)
+        self.write_with(meta, anchor_crc, payload, true)
     }
 
-    fn write_with(&self, meta: &SnapshotMeta, anchor_crc: Option<u32>, payload: &[u8]) -> Result<PathBuf> {
+    /// Writes the file; `checked`: when the store has its log, the snapshot
+    /// must still describe the log as it is (its last event present with the
+    /// recorded timestamp and CRC, unless purged), checked while truncations
+    /// of this process are held off, so that a truncation never runs between
+    /// that check and the rename (it would miss the new file, which would
+    /// then describe events that no longer exist).
+    fn write_with(
+        &self,
+        meta: &SnapshotMeta,
+        anchor_crc: Option<u32>,
+        payload: &[u8],
+        checked: bool,
+    ) -> Result<PathBuf> {
         check_name(&meta.name)?;
+        let log = self.log.as_ref().and_then(crate::log::WeakLog::upgrade);
+        let _history = log.as_ref().map(Log::hold_history);
+        if let (true, Some(log)) = (checked, &log) {
+            let view = log.view();
+            match check_against_log(meta, anchor_crc, &view)? {
+                None => {}
+                Some(SkipReason::Diverged { position, .. }) => return Err(Error::LogRewritten { position }),
+                Some(_) => {
+                    let (first, next) = (view.first_position(), view.next_position());
+                    let position = meta.next_position.saturating_sub(1);
+                    return Err(Error::PositionOutOfRange { position, first, next });
+                }
+            }
+        }
         let folder = self.folder(&meta.name);
         self.create_folder(&folder)?;
         let path = folder.join(naming::numbered(meta.next_position, SNAPSHOT_EXTENSION));
@@ -650,6 +685,45 @@ fn peek_name_matches(storage: &dyn Storage, path: &Path, name: &str) -> Option<b
     let mut stored = vec![0u8; length];
     file.read_exact_at(&mut stored, SNAPSHOT_HEADER_SIZE as u64).ok()?;
     Some(stored == name.as_bytes())
+}
+
+/// Removes every snapshot made from events after position `limit - 1`
+/// (`next_position > limit`): called by a truncation that keeps the events
+/// below `limit`, under its marker (so that a crash in between is finished
+/// by the next open). A snapshot beyond the cut describes events that no
+/// longer exist; while its last event is in the log a lookup would see the
+/// log diverge and skip it, but once a purge removes that event nothing could
+/// tell it from a good one. Found by the model fuzz target.
+pub(crate) fn remove_beyond(storage: &dyn Storage, log_directory: &Path, limit: u64) -> Result<()> {
+    let root = log_directory.join(SNAPSHOTS_FOLDER);
+    let folders = match storage.list_dir(&root) {
+        Ok(names) => names,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(Error::io("list directory", &root, error)),
+    };
+    for folder in folders {
+        let folder = root.join(folder);
+        let names = match storage.list_dir(&folder) {
+            Ok(names) => names,
+            // Not a folder (nothing of ours), or gone meanwhile.
+            Err(_) => continue,
+        };
+        let mut removed = false;
+        for name in names {
+            if naming::parse_numbered(&name, SNAPSHOT_EXTENSION).is_some_and(|next| next > limit) {
+                let path = folder.join(&name);
+                match storage.remove_file(&path) {
+                    Ok(()) => removed = true,
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(error) => return Err(Error::io("remove", &path, error)),
+                }
+            }
+        }
+        if removed {
+            storage.sync_dir(&folder).map_err(|e| Error::io("sync directory", &folder, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether the log still holds the events a snapshot was made from: its last

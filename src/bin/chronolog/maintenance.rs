@@ -48,6 +48,15 @@ pub fn truncate(args: &TruncateArgs) -> CliResult {
     if first == next {
         return Err(Failure::usage(format!("{} holds no event to truncate", args.directory.display())));
     }
+    // The truncation removes the snapshots made from the events it cuts:
+    // counted first, to say so.
+    let cut_snapshots = SnapshotStore::at(&args.directory, Arc::new(StdStorage))
+        .list_all()
+        .map(|entries| {
+            let beyond = |meta: &chronolog::snapshot::SnapshotMeta| meta.next_position > args.after.saturating_add(1);
+            entries.iter().filter(|entry| entry.meta.as_ref().is_ok_and(beyond)).count()
+        })
+        .unwrap_or(0);
     log.truncate_after(args.after)?;
     let now_next = log.next_position();
     let mut out = Out::new();
@@ -65,17 +74,9 @@ pub fn truncate(args: &TruncateArgs) -> CliResult {
         args.after,
         now_next
     ))?;
-    // Snapshots are hints beside the log: those made from removed events are
-    // skipped by every lookup, but an operator should know they are there.
-    let ahead = SnapshotStore::at(&args.directory, Arc::new(StdStorage))
-        .list_all()
-        .map(|entries| {
-            entries.iter().filter(|entry| entry.meta.as_ref().is_ok_and(|meta| meta.next_position > now_next)).count()
-        })
-        .unwrap_or(0);
-    if ahead > 0 {
+    if cut_snapshots > 0 {
         out.line(&format!(
-            "{ahead} snapshots reflect removed events: lookups skip them, and aggregates and projections rebuild from older ones"
+            "removed {cut_snapshots} snapshots made from removed events: aggregates and projections rebuild from older ones"
         ))?;
     }
     out.flush()
