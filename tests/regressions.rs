@@ -400,20 +400,11 @@ fn a_snapshot_cut_by_a_truncation_is_never_used_after_a_purge() {
 /// and refuses.
 #[test]
 fn an_anchored_snapshot_write_after_a_truncation_of_its_events_is_refused() {
-    use chronolog::snapshot::{SnapshotMeta, SnapshotStore};
+    use chronolog::snapshot::SnapshotStore;
     let directory = tempfile::tempdir().unwrap();
-    let log = Log::open(directory.path(), LogOptions::default().durability(Durability::None)).unwrap();
-    for i in 0..6u64 {
-        log.append(&NewEvent::new("s", "E", b"x").with_timestamp_ns(100 + i)).unwrap();
-    }
+    let log = timestamped_log(directory.path(), LogOptions::default().durability(Durability::None), 6, b"x");
     let before = log.view();
-    let meta = |next: u64| SnapshotMeta {
-        name: "s".into(),
-        next_position: next,
-        timestamp_ns: 100 + next - 1,
-        version: next,
-        schema_version: 1,
-    };
+    let meta = timestamped_meta;
     let store = SnapshotStore::open(&log);
     log.truncate_after(2).unwrap();
     // Beyond the log's end now.
@@ -444,4 +435,63 @@ fn a_snapshot_store_does_not_keep_its_log_open() {
     let meta = SnapshotMeta { name: "s".into(), next_position: 1, timestamp_ns: 7, version: 1, schema_version: 1 };
     store.write_with_anchor_crc(&meta, None, b"1").expect("a store whose log closed still writes");
     drop(reopened);
+}
+
+/// Salvage sets aside events that were acknowledged, and their positions are
+/// written again: the snapshots made from them go, like a truncation's.
+#[test]
+fn salvage_removes_the_snapshots_of_the_events_it_sets_aside() {
+    use chronolog::snapshot::SnapshotStore;
+    use chronolog::RecoveryMode;
+    let directory = tempfile::tempdir().unwrap();
+    let options = LogOptions::default().segment_capacity_bytes(4096).durability(Durability::None);
+    let log = timestamped_log(directory.path(), options.clone(), 120, &[1u8; 64]);
+    let store = SnapshotStore::open(&log);
+    let meta = timestamped_meta;
+    let early = store.write_anchored(&meta(2), b"2", &log.view()).unwrap();
+    let late = store.write_anchored(&meta(110), b"110", &log.view()).unwrap();
+    drop(log);
+    // Damage the second segment: salvage keeps the first one only.
+    let second = common::segment_files(directory.path())[1].clone();
+    let file = OpenOptions::new().read(true).write(true).open(&second).unwrap();
+    file.write_all_at(&[0xff; 8], 200).unwrap();
+    drop(file);
+    let log = Log::open(directory.path(), options.recovery_mode(RecoveryMode::Salvage)).unwrap();
+    assert!(!log.recovery_report().salvaged.is_empty());
+    assert!(log.next_position() < 110);
+    assert!(early.exists(), "a snapshot of kept events stays");
+    assert!(!late.exists(), "a snapshot of events set aside goes");
+}
+
+/// An anchored snapshot write makes the events it reflects durable first:
+/// a power loss must never keep a snapshot and lose its events.
+#[test]
+fn an_anchored_snapshot_write_syncs_the_events_it_reflects() {
+    use chronolog::snapshot::SnapshotStore;
+    let directory = tempfile::tempdir().unwrap();
+    let log = timestamped_log(directory.path(), LogOptions::default().durability(Durability::None), 5, b"x");
+    assert!(log.durable_position() < 5);
+    SnapshotStore::open(&log).write_anchored(&timestamped_meta(5), b"5", &log.view()).unwrap();
+    assert_eq!(log.durable_position(), 5);
+}
+
+/// A log of `count` events of stream `s`, timestamps 100, 101, ..., not
+/// synced.
+fn timestamped_log(directory: &Path, options: LogOptions, count: u64, payload: &[u8]) -> Log {
+    let log = Log::open(directory, options).unwrap();
+    for i in 0..count {
+        log.append(&NewEvent::new("s", "E", payload).with_timestamp_ns(100 + i)).unwrap();
+    }
+    log
+}
+
+/// The snapshot of `timestamped_log`'s first `next` events.
+fn timestamped_meta(next: u64) -> chronolog::snapshot::SnapshotMeta {
+    chronolog::snapshot::SnapshotMeta {
+        name: "s".into(),
+        next_position: next,
+        timestamp_ns: 100 + next - 1,
+        version: next,
+        schema_version: 1,
+    }
 }

@@ -90,6 +90,9 @@ pub struct Loaded<A> {
     pub last_position: Option<u64>,
     /// Timestamp of the last event applied (0 when none).
     pub last_timestamp_ns: u64,
+    /// Stored CRC of the last event applied, read from the same view as the
+    /// state (`None` when none, or when it was purged).
+    pub last_record_crc: Option<u32>,
     /// How the state was rebuilt.
     pub report: LoadReport,
 }
@@ -299,7 +302,13 @@ where
             report.events_replayed += 1;
         }
         let version = next_version.checked_sub(1);
-        Ok(Loaded { stream, state, version, last_position, last_timestamp_ns, report })
+        // The anchor a snapshot of this state needs, from the view it was
+        // folded from (a truncation since cannot lend it another event's).
+        let last_record_crc = match last_position {
+            Some(position) if position >= view.first_position() => view.fingerprint(position)?.map(|(_, crc)| crc),
+            _ => None,
+        };
+        Ok(Loaded { stream, state, version, last_position, last_timestamp_ns, last_record_crc, report })
     }
 
     /// Runs `command` against aggregate `id`: loads it, lets it decide, and
@@ -362,7 +371,7 @@ where
             if let (Some(every), Some(last)) = (self.snapshot_every, last) {
                 let after = last.stream_version + 1;
                 if before / every != after / every {
-                    match self.write_snapshot(&loaded.stream, &loaded.state, last, after) {
+                    match self.write_snapshot(&loaded.stream, &loaded.state, last, true, after) {
                         Ok(path) => executed.snapshot = Some(path),
                         Err(error) => executed.snapshot_error = Some(error),
                     }
@@ -381,11 +390,27 @@ where
             return Ok(None);
         };
         // The anchor comes from the same view as the state.
-        let last = Appended { position, stream_version: version, timestamp_ns: loaded.last_timestamp_ns };
-        self.write_snapshot(&loaded.stream, &loaded.state, last, version + 1).map(Some)
+        let last = Appended {
+            position,
+            stream_version: version,
+            timestamp_ns: loaded.last_timestamp_ns,
+            record_crc: loaded.last_record_crc.unwrap_or(0),
+        };
+        let anchor = loaded.last_record_crc.map(|_| last);
+        self.write_snapshot(&loaded.stream, &loaded.state, last, anchor.is_some(), version + 1).map(Some)
     }
 
-    fn write_snapshot(&self, stream: &str, state: &A, last: Appended, events: u64) -> Result<std::path::PathBuf> {
+    /// Writes a snapshot of `state` ending at `last`, anchored on its record
+    /// CRC (from the append, or from the view the state was loaded from) when
+    /// `anchored`; the store checks it against the log as it is.
+    fn write_snapshot(
+        &self,
+        stream: &str,
+        state: &A,
+        last: Appended,
+        anchored: bool,
+        events: u64,
+    ) -> Result<std::path::PathBuf> {
         // Never snapshot events that could still vanish in a power loss: a
         // snapshot ahead of the log would be skipped anyway, but costs a write.
         if !self.log.is_read_only() {
@@ -400,7 +425,8 @@ where
             version: events,
             schema_version: A::SCHEMA_VERSION,
         };
-        self.snapshots.write_anchored(&meta, &payload, &self.log.view())
+        let anchor_crc = anchored.then_some(last.record_crc);
+        self.snapshots.write_with_anchor_crc(&meta, anchor_crc, &payload)
     }
 
     /// The log under this store.

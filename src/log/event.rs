@@ -111,6 +111,9 @@ pub struct Appended {
     pub stream_version: u64,
     /// Timestamp stored.
     pub timestamp_ns: u64,
+    /// The record's stored CRC32: with the timestamp, what a snapshot keeps
+    /// to recognise the event later (see `SnapshotStore::write_with_anchor_crc`).
+    pub record_crc: u32,
 }
 
 /// An event read from the log, borrowing its strings and bytes from the

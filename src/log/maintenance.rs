@@ -53,7 +53,7 @@ impl Inner {
         // From the moment the marker may exist, any failure poisons the log:
         // the next open finishes the cut, so nothing may be appended meanwhile.
         let result = truncation::write_marker(storage, &self.directory, position)
-            .and_then(|()| truncation::apply(storage, &self.directory, position))
+            .and_then(|()| truncation::apply(storage, &self.directory, position, false))
             .and_then(|()| truncation::remove_marker(storage, &self.directory))
             .and_then(|()| open::load(&self.directory, &self.options, true, Some(&state.context)));
         let loaded = match result {

@@ -73,6 +73,12 @@ pub struct Log {
     inner: Arc<Inner>,
 }
 
+/// The position a `truncate_after` in progress (its marker on disk) cuts
+/// after, if one is.
+pub(crate) fn truncation_in_progress(storage: &dyn crate::storage::Storage, directory: &Path) -> Result<Option<u64>> {
+    truncation::read_marker(storage, directory)
+}
+
 /// A [`Log`] that may have been closed: for holders that must not keep it
 /// open (a snapshot store).
 #[derive(Debug, Clone)]

@@ -121,7 +121,7 @@ pub(crate) fn load(
         }
         if let Some(position) = truncation::read_marker(storage, directory)? {
             listing = None;
-            match truncation::apply(storage, directory, position) {
+            match truncation::apply(storage, directory, position, true) {
                 Ok(()) => {}
                 // Salvage cut the log before the truncation point: nothing is
                 // left to cut.
@@ -552,6 +552,11 @@ fn recover_tail(
         if mid_log {
             dropped.saved_to = Some(salvage::save_copy(storage, segment)?);
         }
+        // Snapshots of the events cut first (see `snapshot::remove_beyond`):
+        // their positions are about to be written again. (A torn tail was
+        // never acknowledged as durable, and snapshots are written only of
+        // durable events, but salvage cuts events that were.)
+        crate::snapshot::remove_beyond(storage, storage::parent_of(segment.path()), outcome.next_position, false)?;
         segment.zero_range(outcome.valid_end, last_non_zero + 1)?;
         // A clean close's index describes what was just cut: it must not
         // outlive the cut, or the next open would take it as a promise the

@@ -88,15 +88,8 @@ pub(crate) fn salvage_sealed_segments(
             _ if is_last => return Ok(()),
             _ => {
                 let outcome = scan(segment.bytes(), HEADER_SIZE as u64, segment.data_limit(), *first, 0, |_, _| {});
-                return keep_prefix(
-                    storage,
-                    directory,
-                    &segment,
-                    outcome.valid_end,
-                    None,
-                    &listed[index + 1..],
-                    report,
-                );
+                let kept = (outcome.valid_end, outcome.next_position);
+                return keep_prefix(storage, directory, &segment, kept, None, &listed[index + 1..], report);
             }
         };
         let outcome = scan(segment.bytes(), HEADER_SIZE as u64, footer.data_end_offset, *first, 0, |_, _| {});
@@ -109,30 +102,29 @@ pub(crate) fn salvage_sealed_segments(
                     Err(Error::Corrupted { kind, .. }) => Some(kind),
                     _ => Some(crate::CorruptionKind::NonZeroPadding),
                 };
-                return keep_prefix(
-                    storage,
-                    directory,
-                    &segment,
-                    outcome.valid_end,
-                    reason,
-                    &listed[index + 1..],
-                    report,
-                );
+                let kept = (outcome.valid_end, outcome.next_position);
+                return keep_prefix(storage, directory, &segment, kept, reason, &listed[index + 1..], report);
             }
         }
     }
     Ok(())
 }
 
+/// Keeps the records of `segment` up to `kept.0` (positions below `kept.1`)
+/// and moves the later segments aside.
 fn keep_prefix(
     storage: &dyn Storage,
     directory: &Path,
     segment: &Segment,
-    valid_end: u64,
+    kept: (u64, u64),
     reason: Option<crate::CorruptionKind>,
     later: &[(u64, PathBuf)],
     report: &mut RecoveryReport,
 ) -> Result<()> {
+    let (valid_end, next_position) = kept;
+    // Snapshots of the events set aside go first: their positions will be
+    // written again (see `snapshot::remove_beyond`).
+    crate::snapshot::remove_beyond(storage, directory, next_position, false)?;
     for (_, path) in later.iter().rev() {
         move_aside(storage, path, report)?;
     }
@@ -163,6 +155,7 @@ fn cut_from(
         .and_then(|(_, path)| storage.open(path, OpenMode::ReadOnly).ok())
         .and_then(|file| file.len().ok())
         .filter(|&length| length >= crate::segment::layout::SEGMENT_CAPACITY_BYTES_MIN);
+    crate::snapshot::remove_beyond(storage, directory, first_position, false)?;
     for (_, path) in from.iter().rev() {
         move_aside(storage, path, report)?;
     }

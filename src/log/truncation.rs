@@ -67,7 +67,9 @@ pub(crate) fn remove_marker(storage: &dyn Storage, directory: &Path) -> Result<(
 
 /// Removes every record after `position` from the files. Idempotent: running it
 /// again after a crash half-way gives the same result.
-pub(crate) fn apply(storage: &dyn Storage, directory: &Path, position: u64) -> Result<()> {
+/// `resuming`: finishing a truncation a crash interrupted (see
+/// `snapshot::remove_beyond`).
+pub(crate) fn apply(storage: &dyn Storage, directory: &Path, position: u64, resuming: bool) -> Result<()> {
     let listed = list_segments(storage, directory)?;
     let Some((keep_first, keep_path)) = listed.iter().rev().find(|(first, _)| *first <= position).cloned() else {
         let first = listed.first().map_or(0, |(first, _)| *first);
@@ -94,7 +96,7 @@ pub(crate) fn apply(storage: &dyn Storage, directory: &Path, position: u64) -> R
     // Snapshots of the events being cut go first (see
     // `snapshot::remove_beyond`): the snapshot layer lives above the log, but
     // its files describe the log's history, which only a truncation rewrites.
-    crate::snapshot::remove_beyond(storage, directory, position + 1)?;
+    crate::snapshot::remove_beyond(storage, directory, position + 1, resuming)?;
     for (_, path) in listed.iter().rev().filter(|(first, _)| *first > position) {
         remove_if_present(storage, path)?;
     }

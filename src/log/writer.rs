@@ -129,8 +129,12 @@ impl Inner {
                 stream_version,
                 flags: if batch_index + 1 == events.len() { FLAG_BATCH_END } else { 0 },
             };
+            let record_start = buffer.len();
             record::encode_into(&mut buffer, &header, event.stream, event.event_type, event.metadata, event.payload);
-            appended.push(Appended { position, stream_version, timestamp_ns });
+            let record_crc = buffer
+                .get(record_start..record_start + 4)
+                .map_or(0, |field| u32::from_le_bytes([field[0], field[1], field[2], field[3]]));
+            appended.push(Appended { position, stream_version, timestamp_ns, record_crc });
         }
         drop(index);
         debug_assert_eq!(buffer.len() as u64, batch_bytes);

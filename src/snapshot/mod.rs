@@ -289,7 +289,7 @@ impl SnapshotStore {
     /// snapshot is durable; an error before leaves the older snapshots as they
     /// were. One writer per name at a time.
     pub fn write(&self, meta: &SnapshotMeta, payload: &[u8]) -> Result<PathBuf> {
-        self.write_with(meta, None, payload, false)
+        self.write_with(meta, None, payload)
     }
 
     /// [`SnapshotStore::write`], also recording the stored CRC of the record
@@ -312,7 +312,7 @@ impl SnapshotStore {
                 }
             },
         };
-        self.write_with(meta, anchor, payload, true)
+        self.write_with(meta, anchor, payload)
     }
 
     /// [`SnapshotStore::write`] with an anchor CRC the caller already knows
@@ -323,36 +323,33 @@ impl SnapshotStore {
         anchor_crc: Option<u32>,
         payload: &[u8],
     ) -> Result<PathBuf> {
-        self.write_with(meta, anchor_crc, payload, true)
+        self.write_with(meta, anchor_crc, payload)
     }
 
-    /// Writes the file; `checked`: when the store has its log, the snapshot
-    /// must still describe the log as it is (its last event present with the
-    /// recorded timestamp and CRC, unless purged), checked while truncations
-    /// of this process are held off, so that a truncation never runs between
-    /// that check and the rename (it would miss the new file, which would
-    /// then describe events that no longer exist).
-    fn write_with(
-        &self,
-        meta: &SnapshotMeta,
-        anchor_crc: Option<u32>,
-        payload: &[u8],
-        checked: bool,
-    ) -> Result<PathBuf> {
+    /// Writes the file. When the store has its log (and the log is open),
+    /// the snapshot must describe the log as it is: its events are made
+    /// durable first, and it is checked against the log (its last event
+    /// present with the recorded timestamp, and CRC when anchored, unless
+    /// purged) while truncations of this process are held off, and again
+    /// once the file is in place, so that no truncation, of this process or
+    /// another, can leave it behind: a truncation removes the snapshots of
+    /// the events it cuts, and either it sees the new file or the second
+    /// check sees the truncation (its marker while it runs, its cut once
+    /// done), and the file is removed.
+    fn write_with(&self, meta: &SnapshotMeta, anchor_crc: Option<u32>, payload: &[u8]) -> Result<PathBuf> {
         check_name(&meta.name)?;
         let log = self.log.as_ref().and_then(crate::log::WeakLog::upgrade);
-        let _history = log.as_ref().map(Log::hold_history);
-        if let (true, Some(log)) = (checked, &log) {
-            let view = log.view();
-            match check_against_log(meta, anchor_crc, &view)? {
-                None => {}
-                Some(SkipReason::Diverged { position, .. }) => return Err(Error::LogRewritten { position }),
-                Some(_) => {
-                    let (first, next) = (view.first_position(), view.next_position());
-                    let position = meta.next_position.saturating_sub(1);
-                    return Err(Error::PositionOutOfRange { position, first, next });
-                }
+        if let Some(log) = &log {
+            // The events a snapshot reflects are made durable before it is:
+            // otherwise a power loss could keep the snapshot and lose them,
+            // and their positions would be written again under it.
+            if !log.is_read_only() && meta.next_position > log.durable_position() {
+                log.sync()?;
             }
+        }
+        let _history = log.as_ref().map(Log::hold_history);
+        if let Some(log) = &log {
+            describes_log(meta, anchor_crc, log, false)?;
         }
         let folder = self.folder(&meta.name);
         self.create_folder(&folder)?;
@@ -371,6 +368,15 @@ impl SnapshotStore {
             // Best effort: the temporary is garbage whatever happened.
             let _ = self.storage.remove_file(&temporary);
             return Err(Error::io("write snapshot", &path, error));
+        }
+        if let Some(log) = &log {
+            if let Err(error) = describes_log(meta, anchor_crc, log, true) {
+                // A truncation ran meanwhile (another process's, or one this
+                // process's hold could not cover): the file must not stay.
+                self.storage.remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+                self.storage.sync_dir(&folder).map_err(|e| Error::io("sync directory", &folder, e))?;
+                return Err(error);
+            }
         }
         self.apply_retention(&meta.name, &folder, &path)?;
         Ok(path)
@@ -687,6 +693,33 @@ fn peek_name_matches(storage: &dyn Storage, path: &Path, name: &str) -> Option<b
     Some(stored == name.as_bytes())
 }
 
+/// Whether a snapshot describes `log` as it is: an error saying why not.
+/// `after_write`: the check made once the file is in place, which also looks
+/// for a truncation in progress (its marker) and brings a read-only handle
+/// up to date first (a reader sees the writer's truncation only then).
+fn describes_log(meta: &SnapshotMeta, anchor_crc: Option<u32>, log: &Log, after_write: bool) -> Result<()> {
+    if after_write {
+        if log.is_read_only() {
+            log.refresh()?;
+        }
+        let storage = log.storage();
+        if let Some(cut) = crate::log::truncation_in_progress(&*storage, log.directory())? {
+            if meta.next_position > cut.saturating_add(1) {
+                return Err(Error::LogRewritten { position: cut.saturating_add(1) });
+            }
+        }
+    }
+    let view = log.view();
+    match check_against_log(meta, anchor_crc, &view)? {
+        None => Ok(()),
+        Some(SkipReason::Diverged { position, .. }) => Err(Error::LogRewritten { position }),
+        Some(_) => {
+            let (first, next) = (view.first_position(), view.next_position());
+            Err(Error::PositionOutOfRange { position: meta.next_position.saturating_sub(1), first, next })
+        }
+    }
+}
+
 /// Removes every snapshot made from events after position `limit - 1`
 /// (`next_position > limit`): called by a truncation that keeps the events
 /// below `limit`, under its marker (so that a crash in between is finished
@@ -694,7 +727,11 @@ fn peek_name_matches(storage: &dyn Storage, path: &Path, name: &str) -> Option<b
 /// longer exist; while its last event is in the log a lookup would see the
 /// log diverge and skip it, but once a purge removes that event nothing could
 /// tell it from a good one. Found by the model fuzz target.
-pub(crate) fn remove_beyond(storage: &dyn Storage, log_directory: &Path, limit: u64) -> Result<()> {
+///
+/// `sync_all`: sync every folder, not only those this call removed from: a
+/// truncation finished after a crash cannot know which removals of the
+/// crashed run were not yet durable.
+pub(crate) fn remove_beyond(storage: &dyn Storage, log_directory: &Path, limit: u64, sync_all: bool) -> Result<()> {
     let root = log_directory.join(SNAPSHOTS_FOLDER);
     let folders = match storage.list_dir(&root) {
         Ok(names) => names,
@@ -719,7 +756,7 @@ pub(crate) fn remove_beyond(storage: &dyn Storage, log_directory: &Path, limit: 
                 }
             }
         }
-        if removed {
+        if removed || sync_all {
             storage.sync_dir(&folder).map_err(|e| Error::io("sync directory", &folder, e))?;
         }
     }
@@ -821,7 +858,16 @@ mod tests {
     #[test]
     fn damaged_wrong_schema_and_ahead_of_log_snapshots_are_skipped_and_reported() {
         let (_directory, log, timestamps) = log_with(10);
-        let store = SnapshotStore::open(&log).keep_last(10);
+        // Opened from the log, a store refuses to write a snapshot that does
+        // not describe it; a store without it writes what it is given (as a
+        // late writer elsewhere could), which lookups must then sort out.
+        let checked = SnapshotStore::open(&log);
+        assert!(matches!(
+            checked.write(&meta("agg", 9, timestamps[8] + 1), b""),
+            Err(Error::LogRewritten { position: 8 })
+        ));
+        assert!(matches!(checked.write(&meta("agg", 12, 5000), b""), Err(Error::PositionOutOfRange { .. })));
+        let store = SnapshotStore::at(log.directory(), log.storage()).keep_last(10);
         store.write(&meta("agg", 3, timestamps[2]), b"three").unwrap();
         store.write(&SnapshotMeta { schema_version: 2, ..meta("agg", 5, timestamps[4]) }, b"five").unwrap();
         let damaged = store.write(&meta("agg", 7, timestamps[6]), b"seven").unwrap();

@@ -53,8 +53,15 @@ pub fn truncate(args: &TruncateArgs) -> CliResult {
     let cut_snapshots = SnapshotStore::at(&args.directory, Arc::new(StdStorage))
         .list_all()
         .map(|entries| {
-            let beyond = |meta: &chronolog::snapshot::SnapshotMeta| meta.next_position > args.after.saturating_add(1);
-            entries.iter().filter(|entry| entry.meta.as_ref().is_ok_and(beyond)).count()
+            // By file name, as the truncation removes them (a damaged file
+            // goes too).
+            let next_position = |entry: &chronolog::snapshot::SnapshotEntry| {
+                entry.path.file_name()?.to_str()?.strip_suffix(".snap")?.parse::<u64>().ok()
+            };
+            entries
+                .iter()
+                .filter(|entry| next_position(entry).is_some_and(|next| next > args.after.saturating_add(1)))
+                .count()
         })
         .unwrap_or(0);
     log.truncate_after(args.after)?;
