@@ -418,43 +418,18 @@ fn create_if_missing_false_refuses_a_directory_without_a_log() {
 /// in its parent.
 #[test]
 fn a_new_log_directory_is_made_durable_in_its_parents() {
-    use chronolog::storage::{OpenMode, StdStorage, Storage, StorageFile};
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
 
-    #[derive(Debug, Default)]
-    struct SyncRecorder {
-        synced: parking_lot::Mutex<Vec<PathBuf>>,
-    }
-    impl Storage for SyncRecorder {
-        fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
-            StdStorage.create_dir_all(path)
-        }
-        fn list_dir(&self, path: &Path) -> std::io::Result<Vec<String>> {
-            StdStorage.list_dir(path)
-        }
-        fn open(&self, path: &Path, mode: OpenMode) -> std::io::Result<Arc<dyn StorageFile>> {
-            StdStorage.open(path, mode)
-        }
-        fn remove_file(&self, path: &Path) -> std::io::Result<()> {
-            StdStorage.remove_file(path)
-        }
-        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-            StdStorage.rename(from, to)
-        }
-        fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
-            self.synced.lock().push(path.to_path_buf());
-            StdStorage.sync_dir(path)
-        }
-        fn exists(&self, path: &Path) -> std::io::Result<bool> {
-            StdStorage.exists(path)
-        }
-    }
-
+    let synced: Arc<parking_lot::Mutex<Vec<PathBuf>>> = Arc::default();
+    let recorder = Arc::clone(&synced);
+    let storage = Arc::new(common::hooked::HookedStorage {
+        sync_dir: Some(Box::new(move |path| recorder.lock().push(path.to_path_buf()))),
+        ..Default::default()
+    });
     let root = tempfile::tempdir().unwrap();
-    let storage = Arc::new(SyncRecorder::default());
     let directory = root.path().join("a").join("b");
-    drop(Log::open(&directory, LogOptions::default().storage(storage.clone())).unwrap());
-    let synced = storage.synced.lock().clone();
+    drop(Log::open(&directory, LogOptions::default().storage(storage)).unwrap());
+    let synced = synced.lock().clone();
     for parent in [root.path().to_path_buf(), root.path().join("a"), directory.clone()] {
         assert!(synced.contains(&parent), "{} was not synced: {synced:?}", parent.display());
     }

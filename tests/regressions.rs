@@ -305,56 +305,32 @@ fn a_version_2_segment_header_reencodes_as_the_current_version() {
 /// that is not there stands for that race.
 #[test]
 fn a_refresh_racing_a_purge_lists_the_directory_again() {
-    use chronolog::storage::{OpenMode, StdStorage, Storage, StorageFile};
     use std::sync::atomic::AtomicU32;
 
-    #[derive(Debug)]
-    struct PhantomSegment {
-        listings_to_fake: AtomicU32,
-    }
-    impl Storage for PhantomSegment {
-        fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
-            StdStorage.create_dir_all(path)
-        }
-        fn list_dir(&self, path: &Path) -> std::io::Result<Vec<String>> {
-            let mut names = StdStorage.list_dir(path)?;
-            let fake = self.listings_to_fake.load(Ordering::SeqCst);
-            if fake > 0 && names.iter().any(|name| name.ends_with(".seg")) {
-                self.listings_to_fake.store(fake - 1, Ordering::SeqCst);
+    let listings_to_fake = Arc::new(AtomicU32::new(0));
+    let fake = Arc::clone(&listings_to_fake);
+    let storage = Arc::new(common::hooked::HookedStorage {
+        list_dir: Some(Box::new(move |_, names| {
+            let left = fake.load(Ordering::SeqCst);
+            if left > 0 && names.iter().any(|name| name.ends_with(".seg")) {
+                fake.store(left - 1, Ordering::SeqCst);
                 // Purged just after this listing: listed, but gone.
                 names.push(format!("{:020}.seg", 0));
             }
-            Ok(names)
-        }
-        fn open(&self, path: &Path, mode: OpenMode) -> std::io::Result<Arc<dyn StorageFile>> {
-            StdStorage.open(path, mode)
-        }
-        fn remove_file(&self, path: &Path) -> std::io::Result<()> {
-            StdStorage.remove_file(path)
-        }
-        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-            StdStorage.rename(from, to)
-        }
-        fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
-            StdStorage.sync_dir(path)
-        }
-        fn exists(&self, path: &Path) -> std::io::Result<bool> {
-            StdStorage.exists(path)
-        }
-    }
-
+        })),
+        ..Default::default()
+    });
     let directory = tempfile::tempdir().unwrap();
     let options = LogOptions::default().segment_capacity_bytes(4096);
     let writer = Log::open(directory.path(), options.clone()).unwrap();
     append_numbered(&writer, 200);
     assert!(writer.purge_before(100).unwrap() > 0, "segment 0 is gone");
-    let storage = Arc::new(PhantomSegment { listings_to_fake: AtomicU32::new(0) });
-    let reader = Log::open_read_only(directory.path(), options.storage(storage.clone())).unwrap();
+    let reader = Log::open_read_only(directory.path(), options.storage(storage)).unwrap();
     append_numbered(&writer, 2);
-    storage.listings_to_fake.store(1, Ordering::SeqCst);
+    listings_to_fake.store(1, Ordering::SeqCst);
     reader.refresh().expect("a file gone between listing and opening is listed again");
     assert_eq!(reader.next_position(), 202);
-    assert_eq!(storage.listings_to_fake.load(Ordering::SeqCst), 0, "the race happened");
+    assert_eq!(listings_to_fake.load(Ordering::SeqCst), 0, "the race happened");
 }
 
 /// Found by the `model` fuzz target (fuzz/artifacts/model/crash-4d12ce04…):
@@ -494,4 +470,57 @@ fn timestamped_meta(next: u64) -> chronolog::snapshot::SnapshotMeta {
         version: next,
         schema_version: 1,
     }
+}
+
+/// A snapshot write and a truncation of the same process never interleave:
+/// while a write is between its check of the log and its rename, a
+/// truncation waits (otherwise it could list the folder before the file
+/// lands and leave it behind; the check after the rename would still catch
+/// that, but at the cost of a failed write). The rename is held up by the
+/// storage until the truncation has had every chance to run.
+#[test]
+fn a_truncation_waits_for_a_snapshot_write_in_progress() {
+    use chronolog::snapshot::SnapshotStore;
+    use std::sync::mpsc;
+    use std::sync::Mutex;
+
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (entered, release) = (Mutex::new(Some(entered_tx)), Mutex::new(Some(release_rx)));
+    let storage = Arc::new(common::hooked::HookedStorage {
+        rename: Some(Box::new(move |_, to| {
+            if to.extension().is_some_and(|e| e == "snap") {
+                if let Some(entered) = entered.lock().unwrap().take() {
+                    entered.send(()).unwrap();
+                    if let Some(release) = release.lock().unwrap().take() {
+                        release.recv().unwrap();
+                    }
+                }
+            }
+        })),
+        ..Default::default()
+    });
+    let directory = tempfile::tempdir().unwrap();
+    let options = LogOptions::default().durability(Durability::None).storage(storage);
+    let log = timestamped_log(directory.path(), options, 6, b"x");
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || SnapshotStore::open(&log).write_anchored(&timestamped_meta(6), b"6", &log.view()))
+    };
+    entered_rx.recv().unwrap();
+    let truncated = Arc::new(AtomicBool::new(false));
+    let truncation = {
+        let (log, truncated) = (log.clone(), Arc::clone(&truncated));
+        std::thread::spawn(move || {
+            log.truncate_after(2).unwrap();
+            truncated.store(true, Ordering::SeqCst);
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!truncated.load(Ordering::SeqCst), "the truncation ran during the snapshot write");
+    release_tx.send(()).unwrap();
+    let written = writer.join().unwrap().expect("checked before the truncation: written");
+    truncation.join().unwrap();
+    assert!(!written.exists(), "the truncation that followed removed it");
+    assert_eq!(log.next_position(), 3);
 }

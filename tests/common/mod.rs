@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod bank;
+pub mod hooked;
 
 use chronolog::{Durability, Event, Log, LogOptions, NewEvent};
 
