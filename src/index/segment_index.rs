@@ -36,6 +36,7 @@
 //! end u32     crc32 of every byte before it
 //! ```
 
+use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 
 use byteorder::{ByteOrder, LittleEndian};
@@ -149,7 +150,12 @@ pub struct SegmentIndex {
     first_position: u64,
     interval_bytes: u32,
     entries: Vec<IndexEntry>,
-    streams: FxHashMap<Box<str>, StreamPostings>,
+    /// Keyed by stream name. `CompactString` keeps names up to 24 bytes
+    /// inline in the table's bucket: a lookup (one per appended event, and
+    /// per segment in a stream read) then compares the name without following
+    /// a pointer to the heap, one cache miss fewer (bulk append about 8%
+    /// faster at 10,000 streams, `examples/bulk_profile.rs`).
+    streams: FxHashMap<CompactString, StreamPostings>,
     /// Offset just past the last record indexed.
     data_end: u64,
 }
