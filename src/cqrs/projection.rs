@@ -190,12 +190,10 @@ pub(crate) fn save<P: Projection>(
         version: checkpoint.applied,
         schema_version: P::SCHEMA_VERSION,
     };
-    match checkpoint.anchor_crc {
-        // Known from the view the state was folded from: a truncation since
-        // cannot lend the snapshot another record's checksum.
-        Some(crc) => store.write_with_anchor_crc(&meta, Some(crc), &payload),
-        None => store.write_anchored(&meta, &payload, &log.view()),
-    }
+    // The checksum comes from the view the state was folded from (`None`
+    // when that event was purged): a truncation since cannot lend the
+    // snapshot another record's, and the store checks it against the log.
+    store.write_with_anchor_crc(&meta, checkpoint.anchor_crc, &payload)
 }
 
 /// Projection `P` as it was at `as_of`: the latest usable snapshot of it at
@@ -223,8 +221,7 @@ pub fn snapshot_projection_as_of<P: Projection>(
     let mut report = RebuildReport::default();
     let (mut state, mut checkpoint) = restore::<P>(store, &view, as_of.snapshot_bound(end), &mut report)?;
     fold(&mut state, &mut checkpoint, &view, end, &P::filter(), &mut report)?;
-    if checkpoint.next_position == 0 {
-        return Ok(None);
-    }
+    let Some(last) = checkpoint.next_position.checked_sub(1) else { return Ok(None) };
+    checkpoint.anchor_crc = view.fingerprint(last)?.map(|(_, crc)| crc);
     save(log, store, &state, checkpoint).map(Some)
 }
