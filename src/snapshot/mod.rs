@@ -221,7 +221,10 @@ impl SnapshotStore {
     }
 
     /// The snapshot store of the log directory `log_directory`, through
-    /// `storage` (for tools that do not open the log).
+    /// `storage` (for tools that do not open the log). Such a store writes
+    /// what it is given, unchecked: prefer [`SnapshotStore::open`] wherever
+    /// the log is open, whose writes are checked against it and never
+    /// outlive a truncation of their events.
     pub fn at(log_directory: &Path, storage: Arc<dyn Storage>) -> SnapshotStore {
         SnapshotStore {
             root: log_directory.join(SNAPSHOTS_FOLDER),
@@ -288,6 +291,14 @@ impl SnapshotStore {
     /// the file's path. An error from the clean-up comes after the new
     /// snapshot is durable; an error before leaves the older snapshots as they
     /// were. One writer per name at a time.
+    ///
+    /// Through a store opened from a log that is still open, the events the
+    /// snapshot reflects are made durable first, and the write fails (and
+    /// leaves no file) when `meta.next_position` is beyond the log's end
+    /// ([`Error::PositionOutOfRange`]) or the event at
+    /// `meta.next_position - 1` has another timestamp ([`Error::LogRewritten`]:
+    /// not the event the state was made from; a truncation ran). The
+    /// anchored writes below also compare the record's CRC.
     pub fn write(&self, meta: &SnapshotMeta, payload: &[u8]) -> Result<PathBuf> {
         self.write_with(meta, None, payload)
     }
