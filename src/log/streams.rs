@@ -311,23 +311,22 @@ impl<'a> StreamIter<'a> {
             Direction::Backward => (self.version_bound.max(chunk.first_version), self.version),
         };
         let (start, end) = ((low - chunk.first_version) as usize, (high.max(low) - chunk.first_version) as usize + 1);
-        let stream = &self.stream;
-        self.offsets = self.view.with_index(chunk.segment_index, |index| {
-            index
-                .stream(stream)
-                .and_then(|postings| postings.offsets.get(start..end))
-                .map(<[u32]>::to_vec)
-                .unwrap_or_default()
+        // No allocation per segment: the offsets go into the iterator's own
+        // buffer, and prefetches are issued straight from the postings.
+        let (view, stream, offsets) = (self.view, &self.stream, &mut self.offsets);
+        offsets.clear();
+        view.with_index(chunk.segment_index, |index| {
+            if let Some(slice) = index.stream(stream).and_then(|postings| postings.offsets.get(start..end)) {
+                offsets.extend_from_slice(slice);
+            }
         })?;
         self.offsets_first_version = low;
         self.offsets_segment = Some(chunk.segment_index);
-        let segment = &self.view.segments()[chunk.segment_index].segment;
-        let first_reads: Vec<u32> = match self.direction {
-            Direction::Forward => self.offsets.iter().take(PREFETCH_DISTANCE).copied().collect(),
-            Direction::Backward => self.offsets.iter().rev().take(PREFETCH_DISTANCE).copied().collect(),
-        };
-        for offset in first_reads {
-            segment.prefetch(u64::from(offset), PREFETCH_BYTES);
+        let segment = &view.segments()[chunk.segment_index].segment;
+        let prefetch = |offset: &u32| segment.prefetch(u64::from(*offset), PREFETCH_BYTES);
+        match self.direction {
+            Direction::Forward => self.offsets.iter().take(PREFETCH_DISTANCE).for_each(prefetch),
+            Direction::Backward => self.offsets.iter().rev().take(PREFETCH_DISTANCE).for_each(prefetch),
         }
         // A stream spread thinly has only a few events in each segment: start
         // on the next segment's first ones too, so that their latencies
@@ -335,17 +334,14 @@ impl<'a> StreamIter<'a> {
         let few = self.offsets.len() < PREFETCH_DISTANCE;
         if let (Direction::Forward, true, Some(next)) = (self.direction, few, self.forward_chunks.last()) {
             let want = PREFETCH_DISTANCE - self.offsets.len();
-            let next_index = next.segment_index;
-            let next_reads: Vec<u32> = self.view.with_index(next_index, |index| {
-                index
-                    .stream(stream)
-                    .map(|postings| postings.offsets.iter().take(want).copied().collect())
-                    .unwrap_or_default()
+            let next_segment = &view.segments()[next.segment_index].segment;
+            view.with_index(next.segment_index, |index| {
+                if let Some(postings) = index.stream(&self.stream) {
+                    for &offset in postings.offsets.iter().take(want) {
+                        next_segment.prefetch(u64::from(offset), PREFETCH_BYTES);
+                    }
+                }
             })?;
-            let next_segment = &self.view.segments()[next_index].segment;
-            for offset in next_reads {
-                next_segment.prefetch(u64::from(offset), PREFETCH_BYTES);
-            }
         }
         Ok(())
     }
