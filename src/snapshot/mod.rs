@@ -904,6 +904,39 @@ mod tests {
     }
 
     #[test]
+    fn a_truncation_removes_exactly_the_snapshots_beyond_its_cut() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::at(directory.path(), Arc::new(crate::storage::StdStorage)).keep_last(10);
+        for next in [3u64, 5, 6, 9] {
+            store.write(&meta("a", next, next), b"").unwrap();
+        }
+        store.write(&meta("b", 7, 7), b"").unwrap();
+        let folder = store.folder("a");
+        // Not snapshots: a temporary and a file of someone else's.
+        std::fs::write(folder.join("00000000000000000009.snap.tmp-1-0"), b"").unwrap();
+        std::fs::write(folder.join("notes.txt"), b"").unwrap();
+        std::fs::write(store.root().join("stray-file"), b"").unwrap();
+        remove_beyond(&crate::storage::StdStorage, directory.path(), 5, false).unwrap();
+        let mut left: Vec<String> =
+            std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(
+            left,
+            vec![
+                "00000000000000000003.snap",
+                "00000000000000000005.snap",
+                "00000000000000000009.snap.tmp-1-0",
+                "notes.txt"
+            ]
+        );
+        assert!(store.list("b").unwrap().is_empty(), "b's snapshot at 7 reflects events after the cut");
+        // Nothing to remove, and no snapshots folder at all: no error.
+        remove_beyond(&crate::storage::StdStorage, directory.path(), 5, true).unwrap();
+        let empty = tempfile::tempdir().unwrap();
+        remove_beyond(&crate::storage::StdStorage, empty.path(), 0, true).unwrap();
+    }
+
+    #[test]
     fn names_are_checked_and_folders_are_stable() {
         let (_directory, log, _) = log_with(1);
         let store = SnapshotStore::open(&log);
