@@ -72,6 +72,16 @@ fn every_flipped_byte_of_a_sealed_segment_is_detected() {
     assert!(log.verify().unwrap().is_clean(), "the flips were all undone");
 }
 
+/// A log of five one-event batches in `directory`, closed cleanly: its
+/// active segment file and where each record starts and ends in it.
+fn five_events_closed(directory: &Path) -> (std::path::PathBuf, Vec<(u64, u64)>) {
+    let log = Log::open(directory, LogOptions::default()).unwrap();
+    append_range(&log, 0, 5, 1);
+    let bounds = active_record_bounds(&log);
+    drop(log);
+    (segment_files(directory).pop().unwrap(), bounds)
+}
+
 /// Offsets where each record of the active segment starts, and its end.
 fn active_record_bounds(log: &Log) -> Vec<(u64, u64)> {
     let view = log.view();
@@ -183,12 +193,8 @@ fn damage_before_the_tail_is_an_error_and_salvage_keeps_the_valid_prefix() {
 #[test]
 fn strict_mode_refuses_a_torn_tail() {
     let directory = tempfile::tempdir().unwrap();
-    let log = Log::open(directory.path(), LogOptions::default()).unwrap();
-    append_range(&log, 0, 5, 1);
-    let bounds = active_record_bounds(&log);
-    drop(log);
+    let (active, bounds) = five_events_closed(directory.path());
     remove_segment_indexes(directory.path());
-    let active = segment_files(directory.path()).pop().unwrap();
     let file = OpenOptions::new().write(true).open(&active).unwrap();
     file.write_all_at(&[0u8; 8], bounds[4].1 - 8).unwrap();
     drop(file);
@@ -375,11 +381,7 @@ fn remove_segment_indexes(directory: &std::path::Path) {
 #[test]
 fn damage_to_the_last_record_after_a_clean_close_is_corruption_not_a_torn_tail() {
     let directory = tempfile::tempdir().unwrap();
-    let log = Log::open(directory.path(), LogOptions::default()).unwrap();
-    append_range(&log, 0, 5, 1);
-    let bounds = active_record_bounds(&log);
-    drop(log);
-    let active = segment_files(directory.path()).pop().unwrap();
+    let (active, bounds) = five_events_closed(directory.path());
     flip_byte(&active, bounds[4].0 + 30);
     for mode in [RecoveryMode::TolerateTornTail, RecoveryMode::Strict] {
         let error = Log::open(directory.path(), LogOptions::default().recovery_mode(mode)).unwrap_err();
@@ -410,12 +412,8 @@ fn damage_to_the_last_record_after_a_clean_close_is_corruption_not_a_torn_tail()
 #[test]
 fn damage_in_the_active_segment_is_reported_read_only_and_refused_writable() {
     let directory = tempfile::tempdir().unwrap();
-    let log = Log::open(directory.path(), LogOptions::default()).unwrap();
-    append_range(&log, 0, 5, 1);
-    let bounds = active_record_bounds(&log);
-    drop(log);
+    let (active, bounds) = five_events_closed(directory.path());
     remove_segment_indexes(directory.path());
-    let active = segment_files(directory.path()).pop().unwrap();
     flip_byte(&active, bounds[2].0 + 30);
     let reader = Log::open_read_only(directory.path(), LogOptions::default()).unwrap();
     assert_deterministic(&reader, 2);
