@@ -1,6 +1,6 @@
 //! Writes the seed corpora of the fuzz targets from real files: a small log
 //! (4 KiB segments, several sealed) is written, and its records, segment
-//! header and footer, stream tables, segment indexes and two snapshot files
+//! header and footer, stream tables, segment indexes, the manifest and two snapshot files
 //! become seeds in `fuzz/seeds/<target>/`.
 //!
 //! ```text
@@ -45,6 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             Some("streams") => write("stream_table", &name, &bytes)?,
             Some("idx") => write("segment_index", &name, &bytes)?,
+            _ if name == chronolog::segment::manifest::MANIFEST_FILE_NAME => write("manifest", &name, &bytes)?,
             _ => {}
         }
     }

@@ -298,6 +298,11 @@ pub enum CorruptionKind {
         /// The field's name.
         field: &'static str,
     },
+    /// A sealed segment's header or footer differs from what the manifest
+    /// says of it: the file was replaced or changed after the manifest was
+    /// written (the log never rewrites a segment the manifest describes).
+    /// Removing the `MANIFEST` file makes the next open check every segment.
+    ManifestMismatch,
 }
 
 impl fmt::Display for CorruptionKind {
@@ -326,6 +331,9 @@ impl fmt::Display for CorruptionKind {
             CorruptionKind::IncompleteBatch => write!(f, "batch without its last record"),
             CorruptionKind::MissingSegment { position } => write!(f, "no segment holds position {position}"),
             CorruptionKind::InvalidField { field } => write!(f, "invalid value in field {field}"),
+            CorruptionKind::ManifestMismatch => {
+                write!(f, "segment differs from its description in MANIFEST (replaced or changed since)")
+            }
         }
     }
 }

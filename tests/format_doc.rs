@@ -275,6 +275,8 @@ struct Layouts {
     index_stream: BTreeMap<String, FieldRow>,
     truncate: BTreeMap<String, FieldRow>,
     snapshot: BTreeMap<String, FieldRow>,
+    manifest_header: BTreeMap<String, FieldRow>,
+    manifest_entry: BTreeMap<String, FieldRow>,
 }
 
 fn record_header_table(doc: &str) -> BTreeMap<String, FieldRow> {
@@ -468,6 +470,7 @@ fn layouts(doc: &str) -> Layouts {
     check_magic("## TRUNCATE marker", &truncate["magic"], &TRUNCATE_MAGIC);
 
     let snapshot = snapshot_table(doc);
+    let (manifest_header, manifest_entry) = manifest_tables(doc);
 
     Layouts {
         record,
@@ -481,6 +484,91 @@ fn layouts(doc: &str) -> Layouts {
         index_stream,
         truncate,
         snapshot,
+        manifest_header,
+        manifest_entry,
+    }
+}
+
+/// The tables of `## Manifest file`, checked against the constants of
+/// `chronolog::segment::manifest`.
+fn manifest_tables(doc: &str) -> (FieldRows, FieldRows) {
+    use chronolog::segment::manifest::*;
+    let header = check_field_table(
+        doc,
+        "### Manifest header",
+        &[
+            ("magic", num!(0), num!(MANIFEST_MAGIC.len())),
+            ("format_version", num!(MANIFEST_VERSION_OFFSET), num!(MANIFEST_RESERVED_OFFSET - MANIFEST_VERSION_OFFSET)),
+            ("reserved", num!(MANIFEST_RESERVED_OFFSET), num!(MANIFEST_ENTRY_COUNT_OFFSET - MANIFEST_RESERVED_OFFSET)),
+            (
+                "entry_count",
+                num!(MANIFEST_ENTRY_COUNT_OFFSET),
+                num!(MANIFEST_HEADER_SIZE - MANIFEST_ENTRY_COUNT_OFFSET),
+            ),
+        ],
+    );
+    check_contiguous("### Manifest header", &header, (MANIFEST_HEADER_SIZE, "manifest::MANIFEST_HEADER_SIZE"));
+    check_magic("### Manifest header", &header["magic"], &MANIFEST_MAGIC);
+    let (h, e) = (MANIFEST_HEADER_SIZE, MANIFEST_ENTRY_SIZE);
+    check_field_table(
+        doc,
+        "### Manifest body",
+        &[
+            ("header", num!(0), num!(h)),
+            ("entries", num!(h), text(format!("{e} * N"))),
+            ("crc", text(format!("{h} + {e} * N")), num!(MANIFEST_CRC_SIZE)),
+        ],
+    );
+    let entry = check_field_table(
+        doc,
+        "### Manifest entry",
+        &[
+            ("segment_header", num!(0), num!(layout::HEADER_SIZE)),
+            ("segment_footer", num!(layout::HEADER_SIZE), num!(layout::FOOTER_SIZE)),
+        ],
+    );
+    check_contiguous("### Manifest entry", &entry, (MANIFEST_ENTRY_SIZE, "manifest::MANIFEST_ENTRY_SIZE"));
+    (header, entry)
+}
+
+/// The entries of a `MANIFEST` file, read with the document's tables and
+/// checked against its CRC: (segment header bytes, segment footer bytes).
+fn manifest_with_doc(directory: &Path, layouts: &Layouts) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let bytes = fs::read(directory.join("MANIFEST")).expect("read MANIFEST");
+    let header = &layouts.manifest_header;
+    assert_eq!(slice(&bytes, header, "magic"), b"CHRNLMAN");
+    assert_eq!(field(&bytes, header, "format_version"), u64::from(layout::FORMAT_VERSION));
+    assert_eq!(field(&bytes, header, "reserved"), 0);
+    let count = field(&bytes, header, "entry_count") as usize;
+    let header_size = span(header, "entry_count").0 + 8;
+    let entry_size = span(&layouts.manifest_entry, "segment_footer").0 + layout::FOOTER_SIZE;
+    assert_eq!(bytes.len(), header_size + entry_size * count + 4, "header, N entries and a CRC");
+    let crc_at = bytes.len() - 4;
+    assert_eq!(u64_at(&bytes, (crc_at, 4)), u64::from(crc32fast::hash(&bytes[..crc_at])), "manifest CRC coverage");
+    bytes[header_size..crc_at]
+        .chunks(entry_size)
+        .map(|entry| {
+            (
+                slice(entry, &layouts.manifest_entry, "segment_header").to_vec(),
+                slice(entry, &layouts.manifest_entry, "segment_footer").to_vec(),
+            )
+        })
+        .collect()
+}
+
+/// Checks that the manifest describes exactly the segments `firsts`, with the
+/// header and footer bytes those segments hold.
+fn check_manifest(directory: &Path, layouts: &Layouts, firsts: &[u64]) {
+    let entries = manifest_with_doc(directory, layouts);
+    assert_eq!(entries.len(), firsts.len(), "one manifest entry per sealed segment");
+    for ((header, footer), first) in entries.iter().zip(firsts) {
+        let segment = fs::read(directory.join(chronolog::segment::file_name(*first))).expect("read segment");
+        assert_eq!(header[..], segment[..layout::HEADER_SIZE], "segment {first}: the header as in the segment");
+        assert_eq!(
+            footer[..],
+            segment[segment.len() - layout::FOOTER_SIZE..],
+            "segment {first}: the footer as in the segment"
+        );
     }
 }
 
@@ -794,9 +882,13 @@ fn version_magic_names_and_crc_variant_match_the_code() {
     ] {
         assert!(flat_doc.contains(&sentence), "FORMAT.md should say `{sentence}`");
     }
-    for heading in
-        ["### Segment header", "### Stream table header", "### Segment index header", "### Snapshot file layout"]
-    {
+    for heading in [
+        "### Segment header",
+        "### Stream table header",
+        "### Segment index header",
+        "### Manifest header",
+        "### Snapshot file layout",
+    ] {
         let table = table(&doc, heading, &FIELD_COLUMNS);
         let row = table.rows.iter().find(|row| row[2] == "format_version").expect("a format_version row");
         assert!(
@@ -823,12 +915,13 @@ fn version_magic_names_and_crc_variant_match_the_code() {
     // The row of the current version says what happened to the older ones.
     let current = &versions.rows[versions.rows.len() - 1][1];
     assert!(
-        current.contains(&format!("Snapshot files of version {} read as", version - 1)),
-        "FORMAT.md, `## Version changes`: the row of version {version} should say how version {} files are read",
+        current.contains(&format!("A directory of version {oldest} to {}", version - 1)),
+        "FORMAT.md, `## Version changes`: the row of version {version} should say how directories of versions \
+         {oldest} to {} are read",
         version - 1
     );
 
-    // The six magic numbers are distinct, and each is spelt out in the document.
+    // The magic numbers are distinct, and each is spelt out in the document.
     let magics = [
         layout::SEGMENT_MAGIC,
         layout::FOOTER_MAGIC,
@@ -836,6 +929,7 @@ fn version_magic_names_and_crc_variant_match_the_code() {
         segment_index::SEGMENT_INDEX_MAGIC,
         TRUNCATE_MAGIC,
         snapshot_file::SNAPSHOT_MAGIC,
+        chronolog::segment::manifest::MANIFEST_MAGIC,
     ];
     for (index, magic) in magics.iter().enumerate() {
         assert!(magics[..index].iter().all(|other| other != magic), "magic numbers must be distinct");
@@ -852,6 +946,7 @@ fn version_magic_names_and_crc_variant_match_the_code() {
         stream_table::file_name(16),
         segment_index::file_name(16),
         format!("{}.tmp", segment_index::file_name(16)),
+        format!("{}.tmp", chronolog::segment::manifest::MANIFEST_FILE_NAME),
     ] {
         assert!(doc.contains(&name), "FORMAT.md should show the file name `{name}`");
     }
@@ -866,6 +961,7 @@ fn version_magic_names_and_crc_variant_match_the_code() {
         stream_table::file_name(0),
         segment_index::file_name(0),
         "LOCK".into(),
+        chronolog::segment::manifest::MANIFEST_FILE_NAME.into(),
         "TRUNCATE".into(),
         "salvage/".into(),
         format!("{}/", snapshot::SNAPSHOTS_FOLDER),
@@ -1271,10 +1367,12 @@ fn sealed_segment_footer_and_stream_table_match_the_tables() {
             "00000000000000000000.seg".into(),
             "00000000000000000000.streams".into(),
             chronolog::segment::file_name(next),
-            "LOCK".into()
+            "LOCK".into(),
+            "MANIFEST".into()
         ],
-        "a sealed segment has its stream table and its index beside it"
+        "a sealed segment has its stream table and its index beside it, and the manifest describes it"
     );
+    check_manifest(directory.path(), &layouts, &[0]);
 
     // The footer, at capacity - 64, read with the document's offsets.
     let bytes = fs::read(directory.path().join("00000000000000000000.seg")).expect("read");
@@ -1457,8 +1555,9 @@ fn segment_indexes_match_the_tables() {
             stream_table::file_name(first),
         ]);
     }
-    expected_names.extend([chronolog::segment::file_name(firsts[2]), "LOCK".into()]);
+    expected_names.extend([chronolog::segment::file_name(firsts[2]), "LOCK".into(), "MANIFEST".into()]);
     assert_eq!(names, expected_names, "every sealed segment has a .idx beside it; the open active one has none");
+    check_manifest(directory.path(), &layouts, &firsts[..2]);
 
     // Each sealed segment's index, decoded with the document, is the one the
     // document describes for the records walked with the document.
@@ -1592,7 +1691,7 @@ fn truncate_and_purge_remove_the_documented_files() {
     log.truncate_after(firsts[3] + 1).expect("truncate");
     let mut expected = all(&firsts[..3]);
     expected.extend([chronolog::segment::file_name(firsts[3]), "LOCK".into()]);
-    assert_eq!(file_names(directory.path()), expected, "files after truncate_after");
+    assert_eq!(file_names(directory.path()), expected, "files after truncate_after: the manifest is gone too");
 
     // Purging segments 0 and 1 removes their segment files and indexes, and
     // keeps the newest stream table and the one covering everything before the
@@ -1606,6 +1705,11 @@ fn truncate_and_purge_remove_the_documented_files() {
     assert_eq!(field(&base, &layouts.table_header, "next_position"), firsts[2], "covers everything before");
     let newest = fs::read(directory.path().join(stream_table::file_name(firsts[2]))).expect("read table");
     assert_eq!(field(&newest, &layouts.table_header, "next_position"), firsts[3], "the newest table");
+
+    // The clean close writes the manifest the truncation removed: it lists the
+    // one sealed segment left.
+    drop(log);
+    check_manifest(directory.path(), &layouts, &firsts[2..3]);
 }
 
 #[test]
@@ -2036,7 +2140,7 @@ fn version_2_directories_are_read_as_they_are() {
     // A sealed segment with its stream table and index, and the active segment
     // with its clean-close index: every kind of versioned file, all made version 2.
     let names = file_names(directory.path());
-    let active = chronolog::segment::parse_file_name(&names[names.len() - 2]).expect("the active segment");
+    let active = chronolog::segment::parse_file_name(&names[names.len() - 3]).expect("the active segment");
     let expected_names = [
         segment_index::file_name(0),
         chronolog::segment::file_name(0),
@@ -2044,8 +2148,11 @@ fn version_2_directories_are_read_as_they_are() {
         segment_index::file_name(active),
         chronolog::segment::file_name(active),
         "LOCK".into(),
+        "MANIFEST".into(),
     ];
     assert_eq!(names, expected_names);
+    // Version 2 had no manifest.
+    fs::remove_file(directory.path().join("MANIFEST")).expect("remove MANIFEST");
     rewrite_versions(directory.path(), &layouts, 2, |_| true);
     let sealed_files = [chronolog::segment::file_name(0), stream_table::file_name(0), segment_index::file_name(0)];
     let read_all = |names: &[String]| -> Vec<Vec<u8>> {
@@ -2079,11 +2186,12 @@ fn version_2_directories_are_read_as_they_are() {
     drop(log);
     assert_eq!(read_all(&sealed_files), sealed_bytes, "the version 2 files are used as they are, not rewritten");
 
-    // Appending goes on; the files written from now on have version 3.
+    // Appending goes on; the files written from now on have the current version.
     let log = Log::open(directory.path(), options.clone()).expect("open");
-    while chronolog::segment::parse_file_name(&file_names(directory.path())[file_names(directory.path()).len() - 2])
-        == Some(active)
-    {
+    let last_segment = |directory: &Path| {
+        file_names(directory).iter().rev().find_map(|name| chronolog::segment::parse_file_name(name))
+    };
+    while last_segment(directory.path()) == Some(active) {
         append(&log, &mut count);
     }
     let events = all_events(&log);
@@ -2106,7 +2214,9 @@ fn version_2_directories_are_read_as_they_are() {
         version_of(chronolog::segment::file_name(newest), &layouts.segment_header),
         u64::from(layout::FORMAT_VERSION)
     );
-    let log = Log::open(directory.path(), options.clone()).expect("a directory of versions 2 and 3 opens");
+    // The manifest copies the version 2 headers as they are.
+    check_manifest(directory.path(), &layouts, &[0, active]);
+    let log = Log::open(directory.path(), options.clone()).expect("a directory of versions 2 and 5 opens");
     assert_eq!(all_events(&log), events);
     drop(log);
 
@@ -2121,17 +2231,25 @@ fn version_2_directories_are_read_as_they_are() {
     assert_eq!(version_of(newest_table, &layouts.table_header), u64::from(layout::FORMAT_VERSION), "written back");
     rewrite_versions(directory.path(), &layouts, 1, |name| name == chronolog::segment::file_name(0));
     let (version_at, _) = span(&layouts.segment_header, "format_version");
+    let refused = |result: &Result<_, Error>| {
+        matches!(
+            result,
+            Err(Error::Corrupted { offset, kind: CorruptionKind::UnsupportedVersion { found: 1 }, .. })
+                if *offset == version_at as u64
+        )
+    };
+    // The manifest still describes the segment as it was: the segment is
+    // opened, and refused, when it is first read.
+    let log = Log::open(directory.path(), options.clone()).expect("opens from the manifest");
+    let first_read = log.view().iter().next().expect("an event").map(|_| ());
+    assert!(refused(&first_read), "the version 1 segment is refused at its first read: {first_read:?}");
+    drop(log);
+    // A version 1 directory has no manifest: the segment refuses the open.
+    fs::remove_file(directory.path().join("MANIFEST")).expect("remove MANIFEST");
     for (what, result) in [
         ("default mode", Log::open(directory.path(), options.clone())),
         ("read-only", Log::open_read_only(directory.path(), options.clone())),
     ] {
-        assert!(
-            matches!(
-                result,
-                Err(Error::Corrupted { offset, kind: CorruptionKind::UnsupportedVersion { found: 1 }, .. })
-                    if offset == version_at as u64
-            ),
-            "{what}: a version 1 segment is refused"
-        );
+        assert!(refused(&result.map(|_| ())), "{what}: a version 1 segment is refused");
     }
 }

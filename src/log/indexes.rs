@@ -205,9 +205,9 @@ impl IndexContext {
 
     fn load(&self, segments: &[SegmentEntry], position_in_list: usize, generation: u64) -> Result<SegmentIndex> {
         let entry = &segments[position_in_list];
-        let segment = &entry.segment;
-        let first = segment.first_position();
+        let first = entry.segment.first_position();
         let Some(footer) = entry.footer else {
+            let segment = &entry.segment;
             return Err(Error::corrupted(segment.path(), segment.data_limit(), CorruptionKind::MissingFooter));
         };
         let path = self.directory.join(segment_index::file_name(first));
@@ -217,6 +217,7 @@ impl IndexContext {
             }
         }
         // Missing or damaged: the segment is the truth.
+        let segment = entry.segment.get()?;
         let table = load_stream_table(
             &*self.storage,
             &self.directory,

@@ -50,6 +50,14 @@ impl Inner {
             return Ok(());
         }
         *state.context.generation.lock() += 1;
+        // Views taken before the cut keep reading the segments it removes or
+        // rewrites: the ones not opened yet are opened now, while they are
+        // still the files the views describe (one that fails to open fails
+        // the same way in the views).
+        let cut_segment = state.segments.partition_point(|entry| entry.segment.first_position() <= position);
+        for entry in &state.segments[cut_segment.saturating_sub(1)..] {
+            let _ = entry.segment.get();
+        }
         // From the moment the marker may exist, any failure poisons the log:
         // the next open finishes the cut, so nothing may be appended meanwhile.
         let result = truncation::write_marker(storage, &self.directory, position)
@@ -118,6 +126,11 @@ impl Inner {
         let base_path = directory.join(stream_table::file_name(base_first));
         storage::write_atomic(storage, &base_path, base.as_bytes())
             .map_err(|e| Error::io("write stream table", &base_path, e))?;
+        // Views taken before the purge keep reading the purged segments (see
+        // `truncate_after`).
+        for entry in &state.segments[..purgeable] {
+            let _ = entry.segment.get();
+        }
         let removed = state.segments[..purgeable].iter().try_for_each(|entry| {
             truncation::remove_if_present(storage, entry.segment.path())?;
             storage.sync_dir(directory).map_err(|e| Error::io("sync directory", directory, e))?;
@@ -163,7 +176,18 @@ impl Inner {
         let mut expected_first = view.first_position();
         for (index, entry) in view.segments().iter().enumerate() {
             report.segments_checked += 1;
-            let segment = &entry.segment;
+            let segment = match entry.segment.get() {
+                Ok(segment) => segment,
+                Err(error) => {
+                    // Unreadable, or not the segment the manifest described:
+                    // the segments after it are still checked.
+                    report.problems.push(error);
+                    if let Some(footer) = entry.footer {
+                        expected_first = footer.last_position + 1;
+                    }
+                    continue;
+                }
+            };
             let path = segment.path();
             let bytes = segment.bytes();
             if let Err((offset, kind)) = SegmentHeader::decode(bytes) {

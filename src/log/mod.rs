@@ -6,7 +6,9 @@
 
 mod event;
 mod indexes;
+mod lazy_segment;
 mod maintenance;
+mod manifest;
 mod notify;
 mod open;
 mod options;
@@ -446,15 +448,22 @@ impl Drop for Inner {
             return;
         }
         let state = self.state.get_mut();
+        // The manifest lags behind the sealed segments (its write failed at a
+        // seal, the log was truncated or salvaged, or it predates version 5):
+        // written now so that the next open need not open them.
+        if state.manifest_stale {
+            let _ = manifest::store(&*self.options.storage, &self.directory, &state.segments);
+        }
         let active = state.active();
         if active.footer.is_some() || state.checkpoint.is_some() {
             return;
         }
-        if active.segment.sync().is_err() {
+        let segment = state.active_segment();
+        if segment.sync().is_err() {
             return;
         }
         let Ok(index) = state.active_index.read() else { return };
-        if index.data_end() == state.data_end && state.next_position > active.segment.first_position() {
+        if index.data_end() == state.data_end && state.next_position > segment.first_position() {
             indexes::store_index(&*self.options.storage, &self.directory, &index);
         }
     }

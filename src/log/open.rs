@@ -12,6 +12,8 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use super::indexes::{scan_into_index, BuiltIndex, IndexContext, IndexHandle, PendingIndex};
+use super::lazy_segment::LazySegment;
+use super::manifest;
 use super::options::LogOptions;
 use super::salvage;
 use super::sealed_streams::{SealedStreams, Unchecked};
@@ -22,6 +24,7 @@ use crate::error::{CorruptionKind, Error, Result};
 use crate::index::stream_table::{self, StreamState, StreamTable};
 use crate::index::SegmentIndex;
 use crate::record::{self, Decoded, RecordRef};
+use crate::segment::manifest::ManifestEntry;
 use crate::segment::{self, scan, ScanEnd, ScanOutcome, Segment, HEADER_SIZE};
 use crate::storage::{self, OpenMode, Storage, StorageFile};
 
@@ -148,11 +151,24 @@ pub(crate) fn load(
             let error = io::Error::new(io::ErrorKind::NotFound, "no segment files: not a chronolog directory");
             return Err(Error::io("open log", directory, error));
         }
+        // A manifest left by a log whose segments were deleted describes
+        // segments this log will write differently (made durable by the
+        // directory sync of the segment's creation).
+        manifest::remove(storage, directory)?;
         let created = Segment::create(storage, directory, 0, options.segment_capacity_bytes)?;
         listed.push((0, created.path().to_path_buf()));
     }
-    let segments = open_segments(storage, &listed, writable, options.recovery_mode)?;
+    // The manifest spares opening the sealed segments it describes, unless
+    // the open must check every one (Strict; Salvage removed it), or a
+    // truncation in progress may be rewriting one of them.
+    let manifest = if fresh { Vec::new() } else { manifest::read(storage, directory) };
+    let trust_manifest = options.recovery_mode == RecoveryMode::TolerateTornTail && pending_truncation.is_none();
+    let opened = open_segments(&options.storage, &listed, writable, options.recovery_mode, &manifest, trust_manifest)?;
+    let (segments, manifest_stale) = (opened.segments, opened.manifest_stale);
     let Some(last) = segments.last().cloned() else { unreachable!("at least one segment was listed or created") };
+    let Some(last_segment) = last.segment.if_open().cloned() else {
+        unreachable!("the last segment is always opened at once")
+    };
     let previous_max_timestamp_ns = segments
         .len()
         .checked_sub(2)
@@ -170,7 +186,7 @@ pub(crate) fn load(
     let mut state = State {
         segments,
         data_end: HEADER_SIZE as u64,
-        next_position: last.segment.first_position(),
+        next_position: last_segment.first_position(),
         last_timestamp_ns: previous_max_timestamp_ns,
         segment_first_timestamp_ns: None,
         segment_record_count: 0,
@@ -179,6 +195,7 @@ pub(crate) fn load(
         context,
         checkpoint: None,
         buffer: Vec::new(),
+        manifest_stale,
     };
     if let Some(footer) = last.footer {
         // The last segment was sealed but its successor was never created (a
@@ -194,11 +211,11 @@ pub(crate) fn load(
             Arc::new(BuiltIndex::new(SegmentIndex::new(state.next_position, options.index_interval_bytes)));
     } else {
         let checkpoint = if options.recovery_mode == RecoveryMode::TolerateTornTail && !fresh {
-            clean_shutdown_checkpoint(storage, directory, &last.segment)
+            clean_shutdown_checkpoint(storage, directory, &last_segment)
         } else {
             None
         };
-        let target = last.segment.first_position();
+        let target = last_segment.first_position();
         state.sealed_streams = if fresh || checkpoint.is_some() {
             Arc::new(find_sealed_streams(&state.context, &state.segments, target, &mut report)?)
         } else {
@@ -223,10 +240,10 @@ pub(crate) fn load(
             state.next_position = checkpoint.last_position + 1;
             state.last_timestamp_ns = checkpoint.last_timestamp_ns;
             state.segment_first_timestamp_ns = Some(checkpoint.first_timestamp_ns);
-            state.segment_record_count = state.next_position - last.segment.first_position();
+            state.segment_record_count = state.next_position - last_segment.first_position();
             state.active_index = Arc::new(BuiltIndex::pending(PendingIndex {
                 bytes: checkpoint.bytes,
-                segment: Arc::clone(&last.segment),
+                segment: Arc::clone(&last_segment),
                 data_end: checkpoint.data_end,
                 interval_bytes: options.index_interval_bytes,
                 sealed_streams: Arc::clone(&state.sealed_streams),
@@ -236,8 +253,8 @@ pub(crate) fn load(
             let sealed_streams = Arc::clone(&state.sealed_streams);
             let sealed_streams = sealed_streams.table()?;
             let (outcome, index) = scan_into_index(
-                &last.segment,
-                last.segment.data_limit(),
+                &last_segment,
+                last_segment.data_limit(),
                 previous_max_timestamp_ns,
                 options.index_interval_bytes,
                 |stream| sealed_streams.get(stream).map(|s| s.last_position),
@@ -251,16 +268,16 @@ pub(crate) fn load(
             // index goes.
             let promised_end = match pending_truncation {
                 Some(_) => None,
-                None if writable => promised_data_end(storage, directory, &last.segment),
+                None if writable => promised_data_end(storage, directory, &last_segment),
                 None => None,
             };
             let tail = TailCheck { mode: options.recovery_mode, writable, promised_end };
-            recover_tail(storage, &last.segment, &outcome, &tail, &mut report)?;
+            recover_tail(storage, &last_segment, &outcome, &tail, &mut report)?;
             report.active_segment_scanned = true;
             // An index a clean close left that was not trusted (a Strict or
             // Salvage open, or one that no longer matches) must still go
             // before the next append, or a later open could trust it.
-            let stale = directory.join(crate::index::segment_index::file_name(last.segment.first_position()));
+            let stale = directory.join(crate::index::segment_index::file_name(last_segment.first_position()));
             if writable && storage.exists(&stale).unwrap_or(true) {
                 state.checkpoint = Some(stale);
             }
@@ -344,7 +361,7 @@ fn cap_at(
     }
     let index = state.segments.partition_point(|entry| entry.segment.first_position() <= position).saturating_sub(1);
     state.segments.truncate(index + 1);
-    let segment = Arc::clone(&state.segments[index].segment);
+    let segment = Arc::clone(state.segments[index].segment.get()?);
     let mut cut = None;
     scan(segment.bytes(), HEADER_SIZE as u64, segment.data_limit(), segment.first_position(), 0, |record, offset| {
         if record.header.position == position {
@@ -388,6 +405,7 @@ fn remove_temporaries(storage: &dyn Storage, directory: &Path) -> Result<Vec<Str
     let ours = |name: &str| {
         name.strip_suffix(".tmp").is_some_and(|stem| {
             stem == super::truncation::TRUNCATE_MARKER
+                || stem == crate::segment::manifest::MANIFEST_FILE_NAME
                 || segment::parse_file_name(stem).is_some()
                 || stream_table::parse_file_name(stem).is_some()
                 || crate::index::segment_index::parse_file_name(stem).is_some()
@@ -401,27 +419,55 @@ fn remove_temporaries(storage: &dyn Storage, directory: &Path) -> Result<Vec<Str
     Ok(others)
 }
 
+/// The segments of a directory, and whether the manifest lags behind them.
+struct OpenedSegments {
+    segments: Vec<SegmentEntry>,
+    /// Some sealed segment is not described by the manifest as it is.
+    manifest_stale: bool,
+}
+
 /// Opens every listed segment and checks that they chain: each one except the
-/// last is sealed, and each starts right after its predecessor.
+/// last is sealed, and each starts right after its predecessor. A sealed
+/// segment the manifest describes is taken from it when `trust_manifest`, and
+/// opened on first use; the last segment is always opened now.
 fn open_segments(
-    storage: &dyn Storage,
+    storage: &Arc<dyn Storage>,
     listed: &[(u64, PathBuf)],
     writable: bool,
     mode: RecoveryMode,
-) -> Result<Vec<SegmentEntry>> {
+    manifest: &[ManifestEntry],
+    trust_manifest: bool,
+) -> Result<OpenedSegments> {
     let mut segments: Vec<SegmentEntry> = Vec::with_capacity(listed.len());
+    let mut manifest_stale = false;
+    let described = |first: u64| {
+        manifest.binary_search_by_key(&first, |entry| entry.header.first_position).ok().map(|found| &manifest[found])
+    };
     for (index, (first, path)) in listed.iter().enumerate() {
-        let segment = Arc::new(Segment::open(storage, path, *first, writable)?);
         let is_last = index + 1 == listed.len();
-        let footer = match segment.footer() {
-            Ok(footer) => footer,
-            // A footer torn while it was being written: the segment was never
-            // sealed, it is still the active one. Its bytes are cut with the tail.
-            Err(_) if is_last && mode != RecoveryMode::Strict => None,
-            Err(error) => return Err(error),
+        let (segment, footer) = match described(*first) {
+            Some(entry) if trust_manifest && !is_last => {
+                let segment = LazySegment::described(Arc::clone(storage), path.clone(), entry.clone(), writable);
+                (segment, Some(entry.footer))
+            }
+            entry => {
+                let segment = Segment::open(&**storage, path, *first, writable)?;
+                let footer = match segment.footer() {
+                    Ok(footer) => footer,
+                    // A footer torn while it was being written: the segment was never
+                    // sealed, it is still the active one. Its bytes are cut with the tail.
+                    Err(_) if is_last && mode != RecoveryMode::Strict => None,
+                    Err(error) => return Err(error),
+                };
+                let segment = LazySegment::open(segment);
+                if let Some(footer) = footer {
+                    manifest_stale |= entry != Some(&segment.manifest_entry(footer));
+                }
+                (segment, footer)
+            }
         };
         if !is_last && footer.is_none() {
-            return Err(Error::corrupted(path, segment.data_limit(), CorruptionKind::MissingFooter));
+            return Err(Error::corrupted(path, segment.get()?.data_limit(), CorruptionKind::MissingFooter));
         }
         if let Some(previous) = segments.last() {
             let expected = previous.footer.map_or(0, |footer| footer.last_position + 1);
@@ -429,9 +475,9 @@ fn open_segments(
                 return Err(Error::corrupted(path, 0, CorruptionKind::MissingSegment { position: expected }));
             }
         }
-        segments.push(SegmentEntry { segment, footer, index: IndexHandle::lazy() });
+        segments.push(SegmentEntry { segment: Arc::new(segment), footer, index: IndexHandle::lazy() });
     }
-    Ok(segments)
+    Ok(OpenedSegments { segments, manifest_stale })
 }
 
 /// Scans a segment's records up to `limit`, noting each stream's last version.
@@ -686,15 +732,12 @@ pub(crate) fn load_stream_table(
     for entry in segments.iter().filter(|entry| {
         entry.segment.first_position() >= base.next_position() && entry.segment.first_position() < target
     }) {
+        let segment = entry.segment.get()?;
         let Some(footer) = entry.footer else {
-            return Err(Error::corrupted(
-                entry.segment.path(),
-                entry.segment.data_limit(),
-                CorruptionKind::MissingFooter,
-            ));
+            return Err(Error::corrupted(segment.path(), segment.data_limit(), CorruptionKind::MissingFooter));
         };
-        let outcome = scan_for_streams(&entry.segment, footer.data_end_offset, 0, &mut updates);
-        check_against_footer(&entry.segment, &outcome, &footer)?;
+        let outcome = scan_for_streams(segment, footer.data_end_offset, 0, &mut updates);
+        check_against_footer(segment, &outcome, &footer)?;
     }
     let table = StreamTable::decode(base.merged_with(updates.iter().map(|(name, state)| (&**name, *state)), target))
         .map_err(|(offset, kind)| Error::corrupted(directory, offset, kind))?;

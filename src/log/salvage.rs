@@ -122,6 +122,8 @@ fn keep_prefix(
     report: &mut RecoveryReport,
 ) -> Result<()> {
     let (valid_end, next_position) = kept;
+    // The manifest describes the segments about to change (see `manifest`).
+    super::manifest::remove(storage, directory)?;
     // Snapshots of the events set aside go first: their positions will be
     // written again (see `snapshot::remove_beyond`).
     crate::snapshot::remove_beyond(storage, directory, next_position, false)?;
@@ -155,6 +157,7 @@ fn cut_from(
         .and_then(|(_, path)| storage.open(path, OpenMode::ReadOnly).ok())
         .and_then(|file| file.len().ok())
         .filter(|&length| length >= crate::segment::layout::SEGMENT_CAPACITY_BYTES_MIN);
+    super::manifest::remove(storage, directory)?;
     crate::snapshot::remove_beyond(storage, directory, first_position, false)?;
     for (_, path) in from.iter().rev() {
         move_aside(storage, path, report)?;

@@ -5,16 +5,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::indexes::{BuiltIndex, IndexContext, IndexHandle};
+use super::lazy_segment::LazySegment;
 use super::sealed_streams::SealedStreams;
 use crate::error::CorruptionKind;
 use crate::error::Result;
 use crate::index::StreamState;
 use crate::segment::{Segment, SegmentFooter};
 
-/// A segment, its footer once it is sealed, and its index.
+/// A segment (open, or opened on first use), its footer once it is sealed,
+/// and its index.
 #[derive(Debug, Clone)]
 pub(crate) struct SegmentEntry {
-    pub segment: Arc<Segment>,
+    pub segment: Arc<LazySegment>,
     pub footer: Option<SegmentFooter>,
     pub index: IndexHandle,
 }
@@ -43,6 +45,9 @@ pub(crate) struct State {
     pub checkpoint: Option<PathBuf>,
     /// Reused encoding buffer.
     pub buffer: Vec<u8>,
+    /// The manifest on disk may not describe every sealed segment of
+    /// `segments`: the next seal, or a clean close, writes it.
+    pub manifest_stale: bool,
 }
 
 impl State {
@@ -50,6 +55,15 @@ impl State {
         // The list is never empty (an invariant kept by open, roll, truncate
         // and purge); index from the end without a fallible accessor.
         &self.segments[self.segments.len() - 1]
+    }
+
+    /// The active segment, which is always open (open, roll and truncate
+    /// open the last segment at once; only sealed ones wait for first use).
+    pub fn active_segment(&self) -> &Arc<Segment> {
+        match self.active().segment.if_open() {
+            Some(segment) => segment,
+            None => unreachable!("the last segment is opened when it becomes the last"),
+        }
     }
 
     pub fn first_position(&self) -> u64 {

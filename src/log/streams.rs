@@ -322,7 +322,7 @@ impl<'a> StreamIter<'a> {
         })?;
         self.offsets_first_version = low;
         self.offsets_segment = Some(chunk.segment_index);
-        let segment = &view.segments()[chunk.segment_index].segment;
+        let segment = view.segments()[chunk.segment_index].segment.get()?;
         let prefetch = |offset: &u32| segment.prefetch(u64::from(*offset), PREFETCH_BYTES);
         match self.direction {
             Direction::Forward => self.offsets.iter().take(PREFETCH_DISTANCE).for_each(prefetch),
@@ -334,14 +334,16 @@ impl<'a> StreamIter<'a> {
         let few = self.offsets.len() < PREFETCH_DISTANCE;
         if let (Direction::Forward, true, Some(next)) = (self.direction, few, self.forward_chunks.last()) {
             let want = PREFETCH_DISTANCE - self.offsets.len();
-            let next_segment = &view.segments()[next.segment_index].segment;
-            view.with_index(next.segment_index, |index| {
-                if let Some(postings) = index.stream(&self.stream) {
-                    for &offset in postings.offsets.iter().take(want) {
-                        next_segment.prefetch(u64::from(offset), PREFETCH_BYTES);
+            // A hint: a segment not opened yet is left for its first read.
+            if let Some(next_segment) = view.segments()[next.segment_index].segment.if_open() {
+                view.with_index(next.segment_index, |index| {
+                    if let Some(postings) = index.stream(&self.stream) {
+                        for &offset in postings.offsets.iter().take(want) {
+                            next_segment.prefetch(u64::from(offset), PREFETCH_BYTES);
+                        }
                     }
-                }
-            })?;
+                })?;
+            }
         }
         Ok(())
     }
@@ -385,8 +387,8 @@ impl<'a> StreamIter<'a> {
                 Direction::Forward => self.offsets.get(at + PREFETCH_DISTANCE),
                 Direction::Backward => at.checked_sub(PREFETCH_DISTANCE).and_then(|i| self.offsets.get(i)),
             };
-            if let Some(&next) = ahead {
-                self.view.segments()[chunk.segment_index].segment.prefetch(u64::from(next), PREFETCH_BYTES);
+            if let (Some(&next), Some(segment)) = (ahead, self.view.segments()[chunk.segment_index].segment.if_open()) {
+                segment.prefetch(u64::from(next), PREFETCH_BYTES);
             }
             let event = self.view.decode_posting(chunk.segment_index, offset, &self.stream, self.version)?;
             if event.position > self.position_bound {
@@ -429,7 +431,7 @@ impl LogView {
     /// Decodes the record a stream posting points at and checks that it is
     /// the event the index promised.
     fn decode_posting(&self, segment_index: usize, offset: u32, stream: &str, version: u64) -> Result<EventRef<'_>> {
-        let segment = &self.segments()[segment_index].segment;
+        let segment = self.segments()[segment_index].segment.get()?;
         let end = self.data_end(segment_index) as usize;
         let bytes = segment.bytes().get(offset as usize..end).unwrap_or(&[]);
         let wrong = |kind| Error::corrupted(segment.path(), u64::from(offset), kind);

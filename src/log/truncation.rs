@@ -93,6 +93,10 @@ pub(crate) fn apply(storage: &dyn Storage, directory: &Path, position: u64, resu
             return Err(Error::corrupted(segment.path(), outcome.stop_offset, kind));
         }
     }
+    // The manifest describes segments about to be removed or rewritten (see
+    // `manifest`); the directory sync of the rewrite or the final one makes
+    // its removal durable, and a crash before then repeats this truncation.
+    super::manifest::remove(storage, directory)?;
     // Snapshots of the events being cut go first (see
     // `snapshot::remove_beyond`): the snapshot layer lives above the log, but
     // its files describe the log's history, which only a truncation rewrites.

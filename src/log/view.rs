@@ -93,9 +93,8 @@ impl LogView {
         if iter.done {
             return iter;
         }
-        match self.locate(from) {
-            Ok((segment_index, offset, position)) => {
-                iter.enter_segment(segment_index);
+        match self.locate(from).and_then(|found| iter.enter_segment(found.0).map(|()| found)) {
+            Ok((_, offset, position)) => {
                 iter.offset = offset;
                 iter.position = position;
             }
@@ -181,7 +180,7 @@ impl LogView {
         let Some(event) = iter.next() else { return Ok(None) };
         let timestamp_ns = event?.timestamp_ns;
         // The iterator stands just past the record it decoded (and checked).
-        let bytes = self.segments()[iter.segment_index].segment.bytes();
+        let bytes = self.segments()[iter.segment_index].segment.get()?.bytes();
         let end = iter.offset as usize;
         let crc = record::preceding_length(bytes, end)
             .and_then(|length| bytes.get(end - length..end - length + size_of::<u32>()))
@@ -221,7 +220,7 @@ impl LogView {
         end: u64,
         expected_position: u64,
     ) -> Result<RecordRef<'_>> {
-        let segment = &self.segments()[index].segment;
+        let segment = self.segments()[index].segment.get()?;
         let bytes = segment.bytes().get(offset as usize..end as usize).unwrap_or(&[]);
         match record::decode(bytes) {
             Ok(Decoded::Record(record)) if record.header.position == expected_position => Ok(record),
@@ -265,11 +264,12 @@ impl<'a> Iter<'a> {
         self.position
     }
 
-    fn enter_segment(&mut self, segment_index: usize) {
+    fn enter_segment(&mut self, segment_index: usize) -> Result<()> {
         let end = self.view.data_end(segment_index) as usize;
-        let bytes = self.view.segments()[segment_index].segment.bytes();
+        let bytes = self.view.segments()[segment_index].segment.get()?.bytes();
         self.segment_index = segment_index;
         self.bytes = bytes.get(..end).unwrap_or(bytes);
+        Ok(())
     }
 
     /// Moves to the next segment once the current one is used up; an error
@@ -282,7 +282,7 @@ impl<'a> Iter<'a> {
                 let kind = CorruptionKind::MissingSegment { position: self.position };
                 return Err(Error::corrupted(path, self.offset, kind));
             }
-            self.enter_segment(self.segment_index + 1);
+            self.enter_segment(self.segment_index + 1)?;
             self.offset = HEADER_SIZE as u64;
         }
         Ok(())
@@ -358,7 +358,13 @@ impl<'a> Iterator for RevIter<'a> {
             self.segment_index -= 1;
             self.offset = self.view.data_end(self.segment_index);
         }
-        let segment = &segments[self.segment_index].segment;
+        let segment = match segments[self.segment_index].segment.get() {
+            Ok(segment) => segment,
+            Err(error) => {
+                self.done = true;
+                return Some(Err(error));
+            }
+        };
         let expected = self.position - 1;
         let start = record::preceding_length(segment.bytes(), self.offset as usize)
             .and_then(|length| self.offset.checked_sub(length as u64))

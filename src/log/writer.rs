@@ -7,6 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::options::{record_size_limit, segment_data_bytes};
 
 use super::indexes::{store_index, BuiltIndex, IndexHandle};
+use super::lazy_segment::LazySegment;
+use super::manifest;
 use super::sealed_streams::SealedStreams;
 use super::state::{SegmentEntry, State};
 use super::{Appended, Durability, Inner, NewEvent};
@@ -139,7 +141,7 @@ impl Inner {
         drop(index);
         debug_assert_eq!(buffer.len() as u64, batch_bytes);
 
-        let segment = Arc::clone(&state.active().segment);
+        let segment = Arc::clone(state.active_segment());
         let offset = state.data_end;
         let written = segment.write_at(&buffer, offset);
         state.buffer = buffer;
@@ -236,7 +238,7 @@ impl Inner {
                 max_timestamp_ns: state.last_timestamp_ns,
                 data_end_offset: state.data_end,
             };
-            if let Err(error) = active.segment.seal(&footer) {
+            if let Err(error) = state.active_segment().seal(&footer) {
                 self.poison(&error);
                 return Err(error);
             }
@@ -273,6 +275,10 @@ impl Inner {
                 Arc::new(BuiltIndex::new(SegmentIndex::new(state.next_position, self.options.index_interval_bytes)));
             let last = state.segments.len() - 1;
             state.segments[last].footer = Some(footer);
+            // A hint too: when it cannot be stored, the segments it would
+            // describe are opened at once by the next open (and a clean
+            // close tries again).
+            state.manifest_stale = manifest::store(storage, &self.directory, &state.segments).is_err();
             *self.published.write() = state.published();
         }
         let segment =
@@ -287,7 +293,7 @@ impl Inner {
         state.active_index =
             Arc::new(BuiltIndex::new(SegmentIndex::new(segment.first_position(), self.options.index_interval_bytes)));
         state.segments.push(SegmentEntry {
-            segment: Arc::new(segment),
+            segment: Arc::new(LazySegment::open(segment)),
             footer: None,
             index: IndexHandle::Built(Arc::clone(&state.active_index)),
         });
@@ -321,7 +327,7 @@ impl Inner {
         // syncing the active segment covers every position written so far.
         let (segment, written_next) = {
             let state = self.state.lock();
-            (Arc::clone(&state.active().segment), state.next_position)
+            (Arc::clone(state.active_segment()), state.next_position)
         };
         let result = segment.sync();
         let mut sync = self.sync.lock();

@@ -18,10 +18,10 @@ use byteorder::{ByteOrder, LittleEndian};
 use crate::error::CorruptionKind;
 
 /// The on-disk format version written by this build.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// The oldest format version this build reads. Versions 3 and 4 only added
-/// and extended snapshot files, so segments, stream tables and indexes of
-/// version 2 read as they are.
+/// and extended snapshot files, and version 5 added the manifest, so
+/// segments, stream tables and indexes of version 2 read as they are.
 pub const FORMAT_VERSION_OLDEST_READABLE: u32 = 2;
 
 /// True for a format version this build can read.
@@ -75,6 +75,11 @@ pub const SEGMENT_CAPACITY_BYTES_MIN: u64 = 4096;
 /// Largest segment capacity accepted: offsets inside a segment are stored as
 /// `u32` in segment indexes.
 pub const SEGMENT_CAPACITY_BYTES_MAX: u64 = 1 << 32;
+
+/// The format version field of a segment header's bytes.
+pub fn header_format_version(bytes: &[u8; HEADER_SIZE]) -> u32 {
+    LittleEndian::read_u32(&bytes[HEADER_VERSION_OFFSET..])
+}
 
 /// The fixed fields at the start of a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,6 +6,7 @@
 //! with positioned writes, and read through one read-only memory map.
 
 pub mod layout;
+pub mod manifest;
 mod scan;
 
 use std::path::{Path, PathBuf};
@@ -38,6 +39,9 @@ pub fn parse_file_name(name: &str) -> Option<u64> {
 pub struct Segment {
     path: PathBuf,
     header: SegmentHeader,
+    /// The header exactly as on disk (its format version may be older than
+    /// this build's): what the manifest records and compares.
+    header_bytes: [u8; HEADER_SIZE],
     file: Arc<dyn StorageFile>,
     map: Mapping,
 }
@@ -77,7 +81,7 @@ impl Segment {
         storage.rename(&temporary, &path).map_err(|e| Error::io("rename", &path, e))?;
         storage.sync_dir(directory).map_err(|e| Error::io("sync directory", directory, e))?;
         let map = file.map().map_err(|e| Error::io("map", &path, e))?;
-        Ok(Segment { path, header, file, map })
+        Ok(Segment { path, header, header_bytes: header.encode(), file, map })
     }
 
     /// Opens an existing segment and checks its header against the position its
@@ -86,8 +90,10 @@ impl Segment {
         let mode = if writable { OpenMode::ReadWrite } else { OpenMode::ReadOnly };
         let file = storage.open(path, mode).map_err(|e| Error::io("open segment", path, e))?;
         let mut map = file.map().map_err(|e| Error::io("map", path, e))?;
-        let header = SegmentHeader::decode(&read_or_map(&*file, &map, 0, HEADER_SIZE, path)?)
-            .map_err(|(offset, kind)| Error::corrupted(path, offset, kind))?;
+        let read = read_or_map(&*file, &map, 0, HEADER_SIZE, path)?;
+        let header = SegmentHeader::decode(&read).map_err(|(offset, kind)| Error::corrupted(path, offset, kind))?;
+        let mut header_bytes = [0u8; HEADER_SIZE];
+        header_bytes.copy_from_slice(&read[..HEADER_SIZE]);
         if header.first_position != expected_first_position {
             return Err(Error::corrupted(
                 path,
@@ -110,7 +116,7 @@ impl Segment {
                 CorruptionKind::Truncated { needed: header.capacity_bytes, available: map.len() as u64 },
             ));
         }
-        Ok(Segment { path: path.to_path_buf(), header, file, map })
+        Ok(Segment { path: path.to_path_buf(), header, header_bytes, file, map })
     }
 
     /// The segment's file.
@@ -126,8 +132,12 @@ impl Segment {
     /// The format version in the segment's header (checked readable when the
     /// segment was opened).
     pub fn format_version(&self) -> u32 {
-        let field = &self.map[layout::HEADER_VERSION_OFFSET..layout::HEADER_VERSION_OFFSET + size_of::<u32>()];
-        u32::from_le_bytes([field[0], field[1], field[2], field[3]])
+        layout::header_format_version(&self.header_bytes)
+    }
+
+    /// The header's bytes, exactly as on disk.
+    pub fn header_bytes(&self) -> &[u8; HEADER_SIZE] {
+        &self.header_bytes
     }
 
     /// Size of the file.

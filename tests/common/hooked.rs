@@ -7,14 +7,16 @@ use std::sync::Arc;
 use chronolog::storage::{OpenMode, StdStorage, Storage, StorageFile};
 
 type ListHook = Box<dyn Fn(&Path, &mut Vec<String>) + Send + Sync>;
+type OpenHook = Box<dyn Fn(&Path, OpenMode) + Send + Sync>;
 type RenameHook = Box<dyn Fn(&Path, &Path) + Send + Sync>;
 type SyncHook = Box<dyn Fn(&Path) + Send + Sync>;
 
-/// The real file system; each hook, when set, runs before (`rename`,
+/// The real file system; each hook, when set, runs before (`open`, `rename`,
 /// `sync_dir`) or after (`list_dir`, which may change the listing) the call.
 #[derive(Default)]
 pub struct HookedStorage {
     pub list_dir: Option<ListHook>,
+    pub open: Option<OpenHook>,
     pub rename: Option<RenameHook>,
     pub sync_dir: Option<SyncHook>,
 }
@@ -37,6 +39,9 @@ impl Storage for HookedStorage {
         Ok(names)
     }
     fn open(&self, path: &Path, mode: OpenMode) -> std::io::Result<Arc<dyn StorageFile>> {
+        if let Some(hook) = &self.open {
+            hook(path, mode);
+        }
         StdStorage.open(path, mode)
     }
     fn remove_file(&self, path: &Path) -> std::io::Result<()> {
