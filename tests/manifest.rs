@@ -6,8 +6,8 @@
 //! - a segment whose header or footer differs from the manifest's is refused
 //!   with `ManifestMismatch` at its first read, and by `verify`, and none of
 //!   its events is returned;
-//! - a damaged or missing manifest is ignored, and a clean close writes it
-//!   again;
+//! - a damaged or missing manifest is ignored (and reported by `verify`), and
+//!   a clean close writes it again;
 //! - views taken before a purge or a truncate keep reading the segments those
 //!   remove or rewrite, though they were not open yet;
 //! - a new log in a directory whose segments were deleted removes the old
@@ -167,6 +167,18 @@ fn a_segment_that_differs_from_the_manifest_is_refused_at_its_first_read() {
     // writes a manifest that describes them as they now are.
     let log = Log::open(directory.path(), small_options().recovery_mode(RecoveryMode::Strict)).expect("Strict");
     assert_deterministic(&log, EVENTS);
+    let mut mismatched: Vec<PathBuf> = log
+        .verify()
+        .expect("verify")
+        .problems
+        .into_iter()
+        .map(|problem| match problem {
+            Error::Corrupted { path, kind: CorruptionKind::ManifestMismatch, .. } => path,
+            other => panic!("only the two changed segments are reported: {other:?}"),
+        })
+        .collect();
+    mismatched.sort();
+    assert_eq!(mismatched, [other.clone(), changed.clone()], "verify compares the open segments with the manifest");
     drop(log);
     let log = Log::open(directory.path(), small_options()).expect("open");
     assert_deterministic(&log, EVENTS);
@@ -188,6 +200,14 @@ fn a_damaged_or_missing_manifest_is_ignored_and_written_again_by_a_clean_close()
             }
             "cut" => fs::write(&path, &intact[..intact.len() - 1]).expect("write"),
             _ => fs::remove_file(&path).expect("remove"),
+        }
+        if damage != "remove" {
+            let reader = Log::open_read_only(directory.path(), small_options()).expect("read-only open");
+            let problems = reader.verify().expect("verify").problems;
+            assert!(
+                matches!(&problems[..], [Error::Corrupted { path: damaged, .. }] if damaged == &path),
+                "{damage}: verify reports the manifest: {problems:?}"
+            );
         }
         let (options, opened) = watched(small_options());
         let log = Log::open(directory.path(), options).expect("open");
