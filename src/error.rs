@@ -301,7 +301,9 @@ pub enum CorruptionKind {
     /// A sealed segment's header or footer differs from what the manifest
     /// says of it: the file was replaced or changed after the manifest was
     /// written (the log never rewrites a segment the manifest describes).
-    /// Removing the `MANIFEST` file makes the next open check every segment.
+    /// An open in `RecoveryMode::Strict`, or removing the `MANIFEST` file,
+    /// has the next clean close write a manifest that describes the segments
+    /// as they are.
     ManifestMismatch,
 }
 

@@ -1,19 +1,23 @@
 //! The manifest (`MANIFEST`, format version 5) lets a log open without opening
 //! its sealed segments: their headers and footers come from it, and each
 //! segment file is opened on its first read. These tests check that:
-//! - an open reads no sealed segment the manifest describes (Strict opens them
-//!   all), and every event still reads back;
+//! - a writable open reads no sealed segment the manifest describes but the
+//!   last two (Strict, and read-only handles, open them all), and every event
+//!   still reads back;
 //! - a segment whose header or footer differs from the manifest's is refused
 //!   with `ManifestMismatch` at its first read, and by `verify`, and none of
 //!   its events is returned;
 //! - a damaged or missing manifest is ignored (and reported by `verify`), and
 //!   a clean close writes it again;
-//! - views taken before a purge or a truncate keep reading the segments those
-//!   remove or rewrite, though they were not open yet;
+//! - views taken before purges and truncates (one after another included)
+//!   keep reading the segments those remove or rewrite, though they were not
+//!   open yet;
+//! - a manifest that contradicts the segments opened at open is not trusted
+//!   for any segment;
 //! - a new log in a directory whose segments were deleted removes the old
 //!   manifest;
-//! - a read-only handle reading a segment the writer purged since its open
-//!   gets an error naming the file, and `refresh` brings it up to date.
+//! - a read-only handle keeps reading segments the writer purged or rewrote
+//!   since its open, and `refresh` brings it up to date.
 
 mod common;
 
@@ -88,19 +92,20 @@ fn an_open_reads_no_sealed_segment_the_manifest_describes() {
     let sealed: Vec<u64> = segments[..segments.len() - 1].iter().map(|path| first_of(path)).collect();
     assert_eq!(manifest_firsts(directory.path()), sealed, "the manifest lists every sealed segment");
 
-    for writable in [true, false] {
-        let (options, opened) = watched(small_options());
-        let log = if writable {
-            Log::open(directory.path(), options)
-        } else {
-            Log::open_read_only(directory.path(), options)
-        }
-        .expect("open");
-        assert_eq!(taken(&opened), [segments[segments.len() - 1].clone()], "writable {writable}: only the active one");
-        assert_deterministic(&log, EVENTS);
-        assert_eq!(taken(&opened), segments[..segments.len() - 1], "writable {writable}: each opened on its read");
-        assert!(log.verify().expect("verify").is_clean());
-    }
+    let (options, opened) = watched(small_options());
+    let log = Log::open(directory.path(), options).expect("open");
+    let last_two = &segments[segments.len() - 2..];
+    assert_eq!(taken(&opened), last_two, "only the active segment and the one before it");
+    assert_deterministic(&log, EVENTS);
+    assert_eq!(taken(&opened), segments[..segments.len() - 2], "each of the others opened on its first read");
+    assert!(log.verify().expect("verify").is_clean());
+    drop(log);
+
+    let (options, opened) = watched(small_options());
+    let log = Log::open_read_only(directory.path(), options).expect("read-only open");
+    assert_eq!(taken(&opened), segments, "a read-only handle opens every segment");
+    assert_deterministic(&log, EVENTS);
+    drop(log);
 
     let (options, opened) = watched(small_options().recovery_mode(RecoveryMode::Strict));
     let log = Log::open(directory.path(), options).expect("Strict open");
@@ -262,20 +267,59 @@ fn a_new_log_removes_the_manifest_of_deleted_segments() {
 }
 
 #[test]
-fn a_reader_reading_a_segment_purged_since_its_open_gets_an_error_naming_it() {
+fn a_reader_keeps_reading_segments_purged_or_rewritten_since_its_open() {
     let directory = tempfile::tempdir().expect("tempdir");
     let segments = closed_log(directory.path());
+    let expected = {
+        let log = Log::open_read_only(directory.path(), small_options()).expect("open");
+        common::read_all(&log)
+    };
     let reader = Log::open_read_only(directory.path(), small_options()).expect("reader");
     let writer = Log::open(directory.path(), small_options()).expect("writer");
     let purge_point = first_of(&segments[2]);
     assert_eq!(writer.purge_before(purge_point).expect("purge"), 2);
-    let error = reader.view().iter().next().expect("an event").map(|_| ());
-    assert!(
-        matches!(&error, Err(Error::Io { path, source, .. })
-            if path == &segments[0] && source.kind() == std::io::ErrorKind::NotFound),
-        "{error:?}"
-    );
+    let cut = first_of(&segments[3]) + 1;
+    writer.truncate_after(cut).expect("truncate");
+    assert_eq!(common::read_all(&reader), expected, "the reader sees the log as it was at its open");
     reader.refresh().expect("refresh");
     assert_eq!(reader.first_position(), purge_point);
-    assert_eq!(common::read_all(&reader).len() as u64, EVENTS - purge_point);
+    assert_eq!(common::read_all(&reader), expected[purge_point as usize..=cut as usize]);
+}
+
+#[test]
+fn a_view_older_than_two_truncates_and_a_purge_keeps_reading() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let segments = closed_log(directory.path());
+    let expected = {
+        let log = Log::open_read_only(directory.path(), small_options()).expect("open");
+        common::read_all(&log)
+    };
+    let log = Log::open(directory.path(), small_options()).expect("open");
+    let oldest = log.view();
+    // The first truncate leaves the early segments as they were (and not yet
+    // open); the second cuts into one of them, the purge removes another.
+    log.truncate_after(EVENTS - 3).expect("truncate near the end");
+    log.truncate_after(first_of(&segments[2]) + 1).expect("truncate into segment 2");
+    assert_eq!(log.purge_before(first_of(&segments[1])).expect("purge"), 1);
+    let read: Vec<_> = oldest.iter().map(|event| event.expect("read").to_event()).collect();
+    assert_eq!(read, expected, "the oldest view still reads every event it held");
+}
+
+#[test]
+fn a_manifest_that_contradicts_the_open_segments_is_not_trusted() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let segments = closed_log(directory.path());
+    // The segment before the active one gets another (valid) footer: its
+    // max timestamp is the floor for the active segment's records.
+    rewrite_footer(&segments[segments.len() - 2], |footer| footer.max_timestamp_ns += 1);
+    let (options, opened) = watched(small_options());
+    let log = Log::open(directory.path(), options).expect("open");
+    assert_eq!(taken(&opened), segments, "every segment is opened when the manifest is contradicted");
+    assert_deterministic(&log, EVENTS);
+    drop(log);
+    // The clean close wrote a manifest that describes the segments as they are.
+    let (options, opened) = watched(small_options());
+    let log = Log::open(directory.path(), options).expect("open");
+    assert_eq!(taken(&opened), segments[segments.len() - 2..], "trusted again");
+    assert!(log.verify().expect("verify").is_clean());
 }

@@ -81,6 +81,16 @@ impl LazySegment {
 
     #[cold]
     fn open_described(&self, opener: &Opener) -> Result<&Arc<Segment>> {
+        match self.check_and_open(opener) {
+            Ok(segment) => Ok(self.opened.get_or_init(|| Arc::new(segment))),
+            // Another thread (a truncate or purge, which opens the segments
+            // it is about to change) may have opened it meanwhile, and then
+            // changed the file: its copy is the one to read.
+            Err(error) => self.opened.get().ok_or(error),
+        }
+    }
+
+    fn check_and_open(&self, opener: &Opener) -> Result<Segment> {
         let segment = Segment::open(&*opener.storage, &self.path, self.first_position(), opener.writable)?;
         let mismatch = |offset: u64| Error::corrupted(&self.path, offset, CorruptionKind::ManifestMismatch);
         if segment.header_bytes() != &self.header_bytes {
@@ -89,7 +99,7 @@ impl LazySegment {
         if segment.footer()? != Some(opener.footer) {
             return Err(mismatch(segment.data_limit()));
         }
-        Ok(self.opened.get_or_init(|| Arc::new(segment)))
+        Ok(segment)
     }
 
     /// The segment if it is open: for hints (prefetches) that must not open it.

@@ -64,7 +64,7 @@ impl Inner {
             .and_then(|()| truncation::apply(storage, &self.directory, position, false))
             .and_then(|()| truncation::remove_marker(storage, &self.directory))
             .and_then(|()| open::load(&self.directory, &self.options, true, Some(&state.context)));
-        let loaded = match result {
+        let mut loaded = match result {
             Ok(loaded) => loaded,
             Err(error) => {
                 // The marker may be on disk: reopening finishes the cut.
@@ -72,6 +72,19 @@ impl Inner {
                 return Err(error);
             }
         };
+        // The segments the cut left as they were keep their handles, which
+        // views taken before it share: a later truncate or purge then opens
+        // them for those views too before it changes their files.
+        for entry in &mut loaded.state.segments {
+            let kept = state.segments.iter().find(|old| {
+                old.segment.first_position() == entry.segment.first_position()
+                    && old.footer.is_some()
+                    && old.footer == entry.footer
+            });
+            if let Some(old) = kept {
+                entry.segment = Arc::clone(&old.segment);
+            }
+        }
         *state = loaded.state;
         *self.published.write() = state.published();
         self.signal.notify();
@@ -98,6 +111,13 @@ impl Inner {
             .count();
         if purgeable == 0 {
             return Ok(0);
+        }
+        // Views taken before the purge keep reading the purged segments (see
+        // `truncate_after`): each is opened, and checked against the
+        // manifest that gave its footer, before anything changes. A segment
+        // that is not what the manifest said is not removed on its word.
+        for entry in &state.segments[..purgeable] {
+            entry.segment.get()?;
         }
         // Checked before anything changes: the purge stores it below.
         let sealed_streams = Arc::clone(&state.sealed_streams);
@@ -126,11 +146,6 @@ impl Inner {
         let base_path = directory.join(stream_table::file_name(base_first));
         storage::write_atomic(storage, &base_path, base.as_bytes())
             .map_err(|e| Error::io("write stream table", &base_path, e))?;
-        // Views taken before the purge keep reading the purged segments (see
-        // `truncate_after`).
-        for entry in &state.segments[..purgeable] {
-            let _ = entry.segment.get();
-        }
         let removed = state.segments[..purgeable].iter().try_for_each(|entry| {
             truncation::remove_if_present(storage, entry.segment.path())?;
             storage.sync_dir(directory).map_err(|e| Error::io("sync directory", directory, e))?;
@@ -184,6 +199,7 @@ impl Inner {
                     report.problems.push(error);
                     if let Some(footer) = entry.footer {
                         expected_first = footer.last_position + 1;
+                        timestamp_floor = footer.max_timestamp_ns;
                     }
                     continue;
                 }

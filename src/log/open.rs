@@ -158,12 +158,23 @@ pub(crate) fn load(
         let created = Segment::create(storage, directory, 0, options.segment_capacity_bytes)?;
         listed.push((0, created.path().to_path_buf()));
     }
-    // The manifest spares opening the sealed segments it describes, unless
-    // the open must check every one (Strict; Salvage removed it), or a
-    // truncation in progress may be rewriting one of them.
+    // The manifest spares a writable open the opening of the sealed segments
+    // it describes, unless the open must check every one (Strict; Salvage
+    // removed it). A read-only handle opens them all: its maps keep the log
+    // as it was at open readable, whatever the writer (another process)
+    // truncates or purges meanwhile.
     let manifest = if fresh { Vec::new() } else { manifest::read(storage, directory) };
-    let trust_manifest = options.recovery_mode == RecoveryMode::TolerateTornTail && pending_truncation.is_none();
-    let opened = open_segments(&options.storage, &listed, writable, options.recovery_mode, &manifest, trust_manifest)?;
+    let trust_manifest = writable && options.recovery_mode == RecoveryMode::TolerateTornTail;
+    let open = |trust| open_segments(&options.storage, &listed, writable, options.recovery_mode, &manifest, trust);
+    let opened = match open(trust_manifest) {
+        // A manifest the segments opened now contradict, or whose footers do
+        // not chain with the segments' names, is stale (written by hand, or
+        // before something this build did not do rewrote the segments): it
+        // is not trusted for any segment.
+        Ok(opened) if opened.contradicted => open(false)?,
+        Err(Error::Corrupted { .. }) if trust_manifest => open(false)?,
+        other => other?,
+    };
     let (segments, manifest_stale) = (opened.segments, opened.manifest_stale);
     let Some(last) = segments.last().cloned() else { unreachable!("at least one segment was listed or created") };
     let Some(last_segment) = last.segment.if_open().cloned() else {
@@ -424,12 +435,17 @@ struct OpenedSegments {
     segments: Vec<SegmentEntry>,
     /// Some sealed segment is not described by the manifest as it is.
     manifest_stale: bool,
+    /// Some segment opened now has an entry in the manifest that differs.
+    contradicted: bool,
 }
 
 /// Opens every listed segment and checks that they chain: each one except the
 /// last is sealed, and each starts right after its predecessor. A sealed
 /// segment the manifest describes is taken from it when `trust_manifest`, and
-/// opened on first use; the last segment is always opened now.
+/// opened on first use. The last two segments are always opened now: the
+/// active one, and the one whose footer gives the active segment's timestamp
+/// floor (which decides what recovery keeps), so that a stale manifest is
+/// caught before anything is built on it.
 fn open_segments(
     storage: &Arc<dyn Storage>,
     listed: &[(u64, PathBuf)],
@@ -440,13 +456,14 @@ fn open_segments(
 ) -> Result<OpenedSegments> {
     let mut segments: Vec<SegmentEntry> = Vec::with_capacity(listed.len());
     let mut manifest_stale = false;
+    let mut contradicted = false;
     let described = |first: u64| {
         manifest.binary_search_by_key(&first, |entry| entry.header.first_position).ok().map(|found| &manifest[found])
     };
     for (index, (first, path)) in listed.iter().enumerate() {
         let is_last = index + 1 == listed.len();
         let (segment, footer) = match described(*first) {
-            Some(entry) if trust_manifest && !is_last => {
+            Some(entry) if trust_manifest && index + 2 < listed.len() => {
                 let segment = LazySegment::described(Arc::clone(storage), path.clone(), entry.clone(), writable);
                 (segment, Some(entry.footer))
             }
@@ -460,8 +477,15 @@ fn open_segments(
                     Err(error) => return Err(error),
                 };
                 let segment = LazySegment::open(segment);
-                if let Some(footer) = footer {
-                    manifest_stale |= entry != Some(&segment.manifest_entry(footer));
+                match (footer, entry) {
+                    (Some(footer), entry) => {
+                        let differs = entry.is_some_and(|entry| *entry != segment.manifest_entry(footer));
+                        contradicted |= differs;
+                        manifest_stale |= differs || entry.is_none();
+                    }
+                    // The manifest lists only sealed segments.
+                    (None, Some(_)) => (contradicted, manifest_stale) = (true, true),
+                    (None, None) => {}
                 }
                 (segment, footer)
             }
@@ -477,7 +501,7 @@ fn open_segments(
         }
         segments.push(SegmentEntry { segment: Arc::new(segment), footer, index: IndexHandle::lazy() });
     }
-    Ok(OpenedSegments { segments, manifest_stale })
+    Ok(OpenedSegments { segments, manifest_stale, contradicted })
 }
 
 /// Scans a segment's records up to `limit`, noting each stream's last version.

@@ -32,8 +32,9 @@ pub(crate) struct SealedStreams {
 pub(crate) struct Unchecked {
     pub table: StreamTable,
     pub path: PathBuf,
-    /// The segments of the log when the table was found (their maps stay
-    /// valid whatever happens to the files since).
+    /// The segments of the log when the table was found (they stay readable
+    /// whatever happens to the files since: their maps outlive the files, and
+    /// a truncate or purge opens those not yet open before it changes them).
     pub segments: Vec<SegmentEntry>,
     pub context: Arc<IndexContext>,
     /// The index generation then: a rebuilt table is stored back only if no
