@@ -1695,19 +1695,20 @@ fn truncate_and_purge_remove_the_documented_files() {
 
     // Purging segments 0 and 1 removes their segment files and indexes, and
     // keeps the newest stream table and the one covering everything before the
-    // new first segment (named after the last purged segment).
+    // new first segment (named after the last purged segment), and writes the
+    // manifest of the segments left (here the one the truncation left sealed).
     assert_eq!(log.purge_before(firsts[2]).expect("purge"), 2);
     let mut expected = vec![stream_table::file_name(firsts[1])];
     expected.extend(all(&firsts[2..3]));
-    expected.extend([chronolog::segment::file_name(firsts[3]), "LOCK".into()]);
+    expected.extend([chronolog::segment::file_name(firsts[3]), "LOCK".into(), "MANIFEST".into()]);
     assert_eq!(file_names(directory.path()), expected, "files after purge_before");
+    check_manifest(directory.path(), &layouts, &firsts[2..3]);
     let base = fs::read(directory.path().join(stream_table::file_name(firsts[1]))).expect("read table");
     assert_eq!(field(&base, &layouts.table_header, "next_position"), firsts[2], "covers everything before");
     let newest = fs::read(directory.path().join(stream_table::file_name(firsts[2]))).expect("read table");
     assert_eq!(field(&newest, &layouts.table_header, "next_position"), firsts[3], "the newest table");
 
-    // The clean close writes the manifest the truncation removed: it lists the
-    // one sealed segment left.
+    // The clean close leaves it as it is.
     drop(log);
     check_manifest(directory.path(), &layouts, &firsts[2..3]);
 }

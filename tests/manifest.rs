@@ -323,3 +323,69 @@ fn a_manifest_that_contradicts_the_open_segments_is_not_trusted() {
     assert_eq!(taken(&opened), segments[segments.len() - 2..], "trusted again");
     assert!(log.verify().expect("verify").is_clean());
 }
+
+/// Options whose storage counts the listings of `directory`.
+fn counting_listings(directory: &Path) -> (LogOptions, Arc<Mutex<usize>>) {
+    let listings = Arc::new(Mutex::new(0usize));
+    let counted = Arc::clone(&listings);
+    let watched = directory.to_path_buf();
+    let storage = HookedStorage {
+        list_dir: Some(Box::new(move |path: &Path, _: &mut Vec<String>| {
+            if path == watched {
+                *counted.lock().expect("lock") += 1;
+            }
+        })),
+        ..HookedStorage::default()
+    };
+    (small_options().storage(Arc::new(storage)), listings)
+}
+
+#[test]
+fn an_open_after_a_clean_close_does_not_list_the_directory() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let segments = closed_log(directory.path());
+    let (options, listings) = counting_listings(directory.path());
+    let log = Log::open(directory.path(), options.clone()).expect("open");
+    assert_eq!(*listings.lock().expect("lock"), 0, "segments taken from the manifest");
+    assert_deterministic(&log, EVENTS);
+    // Still so after a purge (which writes the manifest again) and appends.
+    assert_eq!(log.purge_before(first_of(&segments[1])).expect("purge"), 1);
+    append_range(&log, EVENTS, EVENTS + 10, 5);
+    drop(log);
+    *listings.lock().expect("lock") = 0;
+    let log = Log::open(directory.path(), options.clone()).expect("open");
+    assert_eq!(*listings.lock().expect("lock"), 0, "after a purge too");
+    assert_eq!(log.first_position(), first_of(&segments[1]));
+    assert_eq!(common::read_all(&log).len() as u64, EVENTS + 10 - first_of(&segments[1]));
+    drop(log);
+
+    // Without the index a clean close leaves beside the active segment (as
+    // after a crash), the directory is listed.
+    let active = segment_files(directory.path()).pop().expect("segments");
+    fs::remove_file(active.with_extension("idx")).expect("remove the clean-close index");
+    let log = Log::open(directory.path(), options).expect("open");
+    assert!(*listings.lock().expect("lock") > 0, "listed after an unclean close");
+    assert_eq!(log.next_position(), EVENTS + 10);
+}
+
+#[test]
+fn a_manifest_without_the_last_seal_does_not_hide_the_segments_after_it() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let segments = closed_log(directory.path());
+    // As if the manifest write of the last seal had failed: the segment after
+    // the manifest's last one is sealed, with the index its seal wrote, and
+    // the active segment comes after it.
+    let path = directory.path().join(MANIFEST_FILE_NAME);
+    let entries = manifest::decode(&fs::read(&path).expect("read")).expect("decode");
+    fs::write(&path, manifest::encode(entries[..entries.len() - 1].iter())).expect("write");
+    let (options, listings) = counting_listings(directory.path());
+    let log = Log::open(directory.path(), options.clone()).expect("open");
+    assert!(*listings.lock().expect("lock") > 0, "the directory decides");
+    assert_deterministic(&log, EVENTS);
+    append_range(&log, EVENTS, EVENTS + 10, 5);
+    drop(log);
+    let log = Log::open(directory.path(), options).expect("reopen");
+    assert_deterministic(&log, EVENTS + 10);
+    assert!(segment_files(directory.path()).len() >= segments.len(), "no segment was lost");
+    assert!(log.verify().expect("verify").is_clean());
+}

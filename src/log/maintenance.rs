@@ -161,6 +161,11 @@ impl Inner {
         state.segments.drain(..purgeable);
         *self.published.write() = state.published();
         self.signal.notify();
+        // The manifest no longer lists the purged segments: an open after a
+        // clean close starts from its first segment (see
+        // `open::listed_by_clean_close`). A hint: a failure is tried again at
+        // the clean close.
+        state.manifest_stale = super::manifest::store(storage, directory, &state.segments).is_err();
         // Older tables are superseded; failing to remove one costs only disk.
         for table_first in list_stream_tables(storage, directory).unwrap_or_default() {
             if table_first < base_first && Some(table_first) != newest {

@@ -83,10 +83,16 @@ pub fn write_atomic(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> io::Res
         storage.remove_file(&temporary)?;
     }
     let file = storage.open(&temporary, OpenMode::CreateNew)?;
-    file.write_all_at(bytes, 0)?;
-    file.sync_data()?;
+    let written = file.write_all_at(bytes, 0).and_then(|()| file.sync_data());
     drop(file);
-    storage.rename(&temporary, path)?;
+    if let Err(error) = written.and_then(|()| storage.rename(&temporary, path)) {
+        // No temporary is left behind by a failure the caller survives (a
+        // full disk): a log closed cleanly since holds none (see
+        // `log::open::listed_by_clean_close`). The error that matters is the
+        // first one.
+        let _ = storage.remove_file(&temporary);
+        return Err(error);
+    }
     storage.sync_dir(parent_of(path))
 }
 
