@@ -74,6 +74,14 @@ fn first_of(path: &Path) -> u64 {
     chronolog::segment::parse_file_name(&path.file_name().expect("name").to_string_lossy()).expect("a segment name")
 }
 
+/// Rewrites the manifest without its last entry, as a seal whose manifest
+/// write failed leaves it.
+fn forget_the_last_seal(directory: &Path) {
+    let path = directory.join(MANIFEST_FILE_NAME);
+    let entries = manifest::decode(&fs::read(&path).expect("read")).expect("decode");
+    fs::write(&path, manifest::encode(entries[..entries.len() - 1].iter())).expect("write");
+}
+
 /// Rewrites a sealed segment's footer with `change` applied, its CRC valid.
 fn rewrite_footer(path: &Path, change: impl FnOnce(&mut SegmentFooter)) {
     let mut bytes = fs::read(path).expect("read");
@@ -375,9 +383,7 @@ fn a_manifest_without_the_last_seal_does_not_hide_the_segments_after_it() {
     // As if the manifest write of the last seal had failed: the segment after
     // the manifest's last one is sealed, with the index its seal wrote, and
     // the active segment comes after it.
-    let path = directory.path().join(MANIFEST_FILE_NAME);
-    let entries = manifest::decode(&fs::read(&path).expect("read")).expect("decode");
-    fs::write(&path, manifest::encode(entries[..entries.len() - 1].iter())).expect("write");
+    forget_the_last_seal(directory.path());
     let (options, listings) = counting_listings(directory.path());
     let log = Log::open(directory.path(), options.clone()).expect("open");
     assert!(*listings.lock().expect("lock") > 0, "the directory decides");
@@ -388,4 +394,45 @@ fn a_manifest_without_the_last_seal_does_not_hide_the_segments_after_it() {
     assert_deterministic(&log, EVENTS + 10);
     assert!(segment_files(directory.path()).len() >= segments.len(), "no segment was lost");
     assert!(log.verify().expect("verify").is_clean());
+}
+
+#[test]
+fn a_sealed_segment_whose_footer_was_lost_is_not_taken_for_the_active_one() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let segments = closed_log(directory.path());
+    // The manifest write of the last seal failed, and that segment's footer
+    // was damaged since: the index its seal wrote is beside it, and the
+    // active segment comes after it. Taking it for the active segment would
+    // reuse the positions the next one holds.
+    forget_the_last_seal(directory.path());
+    let sealed = &segments[segments.len() - 2];
+    let mut bytes = fs::read(sealed).expect("read");
+    let footer_at = bytes.len() - layout::FOOTER_SIZE;
+    bytes[footer_at] ^= 0x01;
+    fs::write(sealed, &bytes).expect("write");
+    let before: Vec<Vec<u8>> = segments.iter().map(|segment| fs::read(segment).expect("read")).collect();
+    let result = Log::open(directory.path(), small_options());
+    assert!(
+        matches!(&result, Err(Error::Corrupted { path, .. }) if path == sealed),
+        "the damaged footer is reported, as without a manifest: {:?}",
+        result.as_ref().map(|log| log.next_position())
+    );
+    let after: Vec<Vec<u8>> = segments.iter().map(|segment| fs::read(segment).expect("read")).collect();
+    assert!(before == after, "no segment was changed");
+    assert_eq!(segment_files(directory.path()), segments);
+}
+
+#[test]
+fn a_segment_deleted_by_hand_is_reported_as_missing_when_read() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let segments = closed_log(directory.path());
+    fs::remove_file(&segments[1]).expect("remove a segment");
+    let log = Log::open(directory.path(), small_options()).expect("the open trusts the manifest");
+    let error = log.view().iter_from(first_of(&segments[1])).next().expect("an event").map(|_| ());
+    let position = first_of(&segments[1]);
+    assert!(
+        matches!(&error, Err(Error::Corrupted { path, offset: 0, kind: CorruptionKind::MissingSegment { position: p } })
+            if path == &segments[1] && *p == position),
+        "{error:?}"
+    );
 }

@@ -91,7 +91,16 @@ impl LazySegment {
     }
 
     fn check_and_open(&self, opener: &Opener) -> Result<Segment> {
-        let segment = Segment::open(&*opener.storage, &self.path, self.first_position(), opener.writable)?;
+        let segment = match Segment::open(&*opener.storage, &self.path, self.first_position(), opener.writable) {
+            Ok(segment) => segment,
+            // Gone since the open (removed by hand: the log removes a segment
+            // only after opening it, see `truncate_after` and `purge_before`).
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                let kind = CorruptionKind::MissingSegment { position: self.first_position() };
+                return Err(Error::corrupted(&self.path, 0, kind));
+            }
+            Err(error) => return Err(error),
+        };
         let mismatch = |offset: u64| Error::corrupted(&self.path, offset, CorruptionKind::ManifestMismatch);
         if segment.header_bytes() != &self.header_bytes {
             return Err(mismatch(0));

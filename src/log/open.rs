@@ -250,6 +250,7 @@ fn load_found(
         other => other?,
     };
     let (segments, manifest_stale) = (opened.segments, opened.manifest_stale);
+    let opened_last_footer_unreadable = opened.last_footer_unreadable;
     let Some(last) = segments.last().cloned() else { unreachable!("at least one segment was listed or created") };
     if from_manifest && last.footer.is_some() {
         return Ok(None);
@@ -303,6 +304,19 @@ fn load_found(
         } else {
             None
         };
+        // Segments taken from the manifest are the whole log only after a
+        // clean close, whose index describes the last one and ends where no
+        // next segment exists; anything else (a seal's index beside a segment
+        // whose footer was lost, say) is for the listing to judge, before
+        // recovery changes anything.
+        if from_manifest {
+            let next_exists = |checkpoint: &Checkpoint| {
+                storage.exists(&directory.join(segment::file_name(checkpoint.last_position + 1))).unwrap_or(true)
+            };
+            if opened_last_footer_unreadable || checkpoint.as_ref().is_none_or(next_exists) {
+                return Ok(None);
+            }
+        }
         let target = last_segment.first_position();
         state.sealed_streams = if fresh || checkpoint.is_some() {
             Arc::new(find_sealed_streams(&state.context, &state.segments, target, &mut report)?)
@@ -514,6 +528,8 @@ struct OpenedSegments {
     manifest_stale: bool,
     /// Some segment opened now has an entry in the manifest that differs.
     contradicted: bool,
+    /// The last segment's footer did not decode (taken for a torn seal).
+    last_footer_unreadable: bool,
 }
 
 /// Opens every listed segment and checks that they chain: each one except the
@@ -534,6 +550,7 @@ fn open_segments(
     let mut segments: Vec<SegmentEntry> = Vec::with_capacity(listed.len());
     let mut manifest_stale = false;
     let mut contradicted = false;
+    let mut last_footer_unreadable = false;
     let described = |first: u64| {
         manifest.binary_search_by_key(&first, |entry| entry.header.first_position).ok().map(|found| &manifest[found])
     };
@@ -550,7 +567,10 @@ fn open_segments(
                     Ok(footer) => footer,
                     // A footer torn while it was being written: the segment was never
                     // sealed, it is still the active one. Its bytes are cut with the tail.
-                    Err(_) if is_last && mode != RecoveryMode::Strict => None,
+                    Err(_) if is_last && mode != RecoveryMode::Strict => {
+                        last_footer_unreadable = true;
+                        None
+                    }
                     Err(error) => return Err(error),
                 };
                 let segment = LazySegment::open(segment);
@@ -578,7 +598,7 @@ fn open_segments(
         }
         segments.push(SegmentEntry { segment: Arc::new(segment), footer, index: IndexHandle::lazy() });
     }
-    Ok(OpenedSegments { segments, manifest_stale, contradicted })
+    Ok(OpenedSegments { segments, manifest_stale, contradicted, last_footer_unreadable })
 }
 
 /// Scans a segment's records up to `limit`, noting each stream's last version.

@@ -281,15 +281,21 @@ impl Inner {
             state.manifest_stale = manifest::store(storage, &self.directory, &state.segments).is_err();
             *self.published.write() = state.published();
         }
-        let segment =
-            match Segment::create(storage, &self.directory, state.next_position, self.options.segment_capacity_bytes) {
-                Ok(segment) => segment,
-                Err(error @ Error::StorageFull { .. }) => return Err(error),
-                Err(error) => {
-                    self.poison(&error);
-                    return Err(error);
-                }
-            };
+        // An index of that name can only be left by a log whose segments
+        // were deleted: it must not describe the new segment to a later open
+        // (its removal is made durable by the directory sync of the creation).
+        let stale_index = self.directory.join(crate::index::segment_index::file_name(state.next_position));
+        let created = super::truncation::remove_if_present(storage, &stale_index).and_then(|()| {
+            Segment::create(storage, &self.directory, state.next_position, self.options.segment_capacity_bytes)
+        });
+        let segment = match created {
+            Ok(segment) => segment,
+            Err(error @ Error::StorageFull { .. }) => return Err(error),
+            Err(error) => {
+                self.poison(&error);
+                return Err(error);
+            }
+        };
         state.active_index =
             Arc::new(BuiltIndex::new(SegmentIndex::new(segment.first_position(), self.options.index_interval_bytes)));
         state.segments.push(SegmentEntry {

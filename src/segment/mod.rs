@@ -49,7 +49,10 @@ pub struct Segment {
 impl Segment {
     /// Creates a new, empty segment, fully allocated and durable (file and
     /// directory entry) before it is returned. The file appears under its final
-    /// name only once its header is on disk.
+    /// name only once its header is on disk. A segment file of that name must
+    /// not exist: the log creates a segment only past its end, so one there
+    /// means the directory holds segments the log does not know of, which are
+    /// never written over.
     pub fn create(
         storage: &dyn Storage,
         directory: &Path,
@@ -78,6 +81,14 @@ impl Segment {
                 return Err(Error::io("create segment", &temporary, error));
             }
         };
+        if storage.exists(&path).unwrap_or(true) {
+            let _ = storage.remove_file(&temporary);
+            let error = std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a segment file of this name exists past the end of the log",
+            );
+            return Err(Error::io("create segment", &path, error));
+        }
         storage.rename(&temporary, &path).map_err(|e| Error::io("rename", &path, e))?;
         storage.sync_dir(directory).map_err(|e| Error::io("sync directory", directory, e))?;
         let map = file.map().map_err(|e| Error::io("map", &path, e))?;
@@ -266,4 +277,30 @@ pub fn last_non_zero(bytes: &[u8], from: u64) -> Option<u64> {
     let chunk = &tail[chunk_index * CHUNK..tail.len().min((chunk_index + 1) * CHUNK)];
     let index = chunk.iter().rposition(|&b| b != 0)?;
     Some(from + (chunk_index * CHUNK + index) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::StdStorage;
+
+    #[test]
+    fn a_segment_is_never_created_over_an_existing_one() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let capacity = layout::SEGMENT_CAPACITY_BYTES_MIN;
+        let first = Segment::create(&StdStorage, directory.path(), 7, capacity).expect("create");
+        first.write_at(b"records", HEADER_SIZE as u64).expect("write");
+        first.sync().expect("sync");
+        let again = Segment::create(&StdStorage, directory.path(), 7, capacity);
+        assert!(
+            matches!(&again, Err(Error::Io { path, source, .. })
+                if path == first.path() && source.kind() == std::io::ErrorKind::AlreadyExists),
+            "{again:?}"
+        );
+        let bytes = std::fs::read(first.path()).expect("read");
+        assert_eq!(&bytes[HEADER_SIZE..HEADER_SIZE + 7], b"records", "the existing segment is untouched");
+        let names: Vec<_> =
+            std::fs::read_dir(directory.path()).expect("list").map(|entry| entry.expect("entry").file_name()).collect();
+        assert_eq!(names.len(), 1, "no temporary is left: {names:?}");
+    }
 }
