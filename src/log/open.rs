@@ -183,8 +183,10 @@ struct Found {
 /// is a segment with an index beside it: the index a clean close leaves for
 /// the active segment, removed before anything is appended. `load_found`
 /// gives up when that segment turns out sealed (the index was the one its
-/// seal wrote, and later segments may exist). A clean close leaves no
-/// temporary of an interrupted write, so none is looked for.
+/// seal wrote, and later segments may exist), and in the other cases
+/// FORMAT.md lists ("Opening after a clean close"). Temporaries of
+/// interrupted writes are not looked for: a clean close leaves none, and one
+/// a crash leaves while the clean-close index is still there is harmless.
 fn listed_by_clean_close(
     storage: &dyn Storage,
     directory: &Path,
@@ -201,8 +203,9 @@ fn listed_by_clean_close(
     clean.then_some(listed)
 }
 
-/// The rest of `load`, once the segments are found. Gives up (`None`) only
-/// when `found` came from the manifest alone and its last segment is sealed.
+/// The rest of `load`, once the segments are found. Gives up (`None`),
+/// before anything is changed, only when `found` came from the manifest
+/// alone and what the open finds does not show a clean close.
 fn load_found(
     directory: &Path,
     options: &LogOptions,
