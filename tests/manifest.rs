@@ -42,6 +42,11 @@ fn closed_log(directory: &Path) -> Vec<PathBuf> {
     segments
 }
 
+/// Every event of the log in `directory`, read through a read-only handle.
+fn events_in(directory: &Path) -> Vec<chronolog::Event> {
+    common::read_all(&Log::open_read_only(directory, small_options()).expect("read-only open"))
+}
+
 /// Options whose storage records every segment file opened.
 fn watched(options: LogOptions) -> (LogOptions, Arc<Mutex<Vec<PathBuf>>>) {
     let opened = Arc::new(Mutex::new(Vec::new()));
@@ -236,10 +241,7 @@ fn a_damaged_or_missing_manifest_is_ignored_and_written_again_by_a_clean_close()
 fn views_taken_before_a_purge_or_a_truncate_keep_reading_segments_not_yet_open() {
     let directory = tempfile::tempdir().expect("tempdir");
     let segments = closed_log(directory.path());
-    let expected: Vec<_> = {
-        let log = Log::open_read_only(directory.path(), small_options()).expect("open");
-        common::read_all(&log)
-    };
+    let expected = events_in(directory.path());
     let (options, opened) = watched(small_options());
     let log = Log::open(directory.path(), options).expect("open");
     let before_purge = log.view();
@@ -278,10 +280,7 @@ fn a_new_log_removes_the_manifest_of_deleted_segments() {
 fn a_reader_keeps_reading_segments_purged_or_rewritten_since_its_open() {
     let directory = tempfile::tempdir().expect("tempdir");
     let segments = closed_log(directory.path());
-    let expected = {
-        let log = Log::open_read_only(directory.path(), small_options()).expect("open");
-        common::read_all(&log)
-    };
+    let expected = events_in(directory.path());
     let reader = Log::open_read_only(directory.path(), small_options()).expect("reader");
     let writer = Log::open(directory.path(), small_options()).expect("writer");
     let purge_point = first_of(&segments[2]);
@@ -298,10 +297,7 @@ fn a_reader_keeps_reading_segments_purged_or_rewritten_since_its_open() {
 fn a_view_older_than_two_truncates_and_a_purge_keeps_reading() {
     let directory = tempfile::tempdir().expect("tempdir");
     let segments = closed_log(directory.path());
-    let expected = {
-        let log = Log::open_read_only(directory.path(), small_options()).expect("open");
-        common::read_all(&log)
-    };
+    let expected = events_in(directory.path());
     let log = Log::open(directory.path(), small_options()).expect("open");
     let oldest = log.view();
     // The first truncate leaves the early segments as they were (and not yet
