@@ -93,15 +93,13 @@ fn crash_and_check(events: u64, cut: Cut, label: &str) -> (u64, u64) {
     assert!(next >= acknowledged, "{label}: {acknowledged} events were acknowledged, the log ends at {next}");
     assert_deterministic(&log, next);
     assert!(log.verify().unwrap().problems.iter().all(|p| !p.to_string().contains(".seg")), "{label}");
-    drop(log);
-    takes_appends_again(directory.path(), &storage, next);
+    takes_appends_again(log, directory.path(), &storage, next);
     used
 }
 
-/// The log in `directory` takes 5 more appends after `next`, and a reopen
+/// `log` (in `directory`) takes 5 more appends after `next`, and a reopen
 /// shows them.
-fn takes_appends_again(directory: &std::path::Path, storage: &PowerLossStorage, next: u64) {
-    let log = Log::open(directory, options(storage)).unwrap();
+fn takes_appends_again(log: Log, directory: &std::path::Path, storage: &PowerLossStorage, next: u64) {
     append_range(&log, next, next + 5, 2);
     drop(log);
     let log = Log::open(directory, options(storage)).unwrap();
@@ -162,7 +160,8 @@ fn purge_close_and_check(cut: Option<u64>, label: &str) -> u64 {
         assert!(log.first_position() <= EVENTS / 2, "{label}");
         assert!(log.verify().unwrap().is_clean(), "{label}: {:?}", log.verify().unwrap().problems);
     }
-    takes_appends_again(directory.path(), &storage, EVENTS);
+    let log = Log::open(directory.path(), options(&storage)).unwrap();
+    takes_appends_again(log, directory.path(), &storage, EVENTS);
     used
 }
 
