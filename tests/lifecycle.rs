@@ -434,3 +434,71 @@ fn a_new_log_directory_is_made_durable_in_its_parents() {
         assert!(synced.contains(&parent), "{} was not synced: {synced:?}", parent.display());
     }
 }
+
+/// Bytes of records in the log's segments.
+fn record_bytes(log: &Log) -> u64 {
+    log.view().segment_summaries().iter().map(|segment| segment.record_bytes).sum()
+}
+
+#[test]
+fn writeback_is_asked_for_unsynced_bytes_only() {
+    const WRITEBACK_BYTES: u64 = 64 * 1024;
+    let run = |durability: Durability, writeback_bytes: u64, sync_each_batch: bool| {
+        let directory = tempfile::tempdir().unwrap();
+        let storage = FaultyStorage::new();
+        let plan = storage.plan();
+        let options = LogOptions::default()
+            .segment_capacity_bytes(1 << 20)
+            .durability(durability)
+            .writeback_bytes(writeback_bytes)
+            .storage(Arc::new(storage));
+        let log = Log::open(directory.path(), options).unwrap();
+        let mut position = 0;
+        while position < 12_000 {
+            append_range(&log, position, position + 100, 100);
+            position += 100;
+            if sync_each_batch {
+                log.sync().unwrap();
+            }
+        }
+        let segments = log.view().segment_summaries().len() as u64;
+        assert!(segments >= 2, "the workload spans segments");
+        (plan.writebacks(), plan.writeback_bytes(), record_bytes(&log), segments)
+    };
+
+    let (requests, asked, written, segments) = run(Durability::None, WRITEBACK_BYTES, false);
+    assert!(requests >= written / (WRITEBACK_BYTES + 8192), "{requests} requests for {written} bytes");
+    // Every byte at most once (whole pages: each segment's first page holds
+    // its header too), and everything but each segment's last unsent part.
+    assert!(asked <= written + 4096 * segments, "{asked} bytes asked of {written}");
+    assert!(asked + (WRITEBACK_BYTES + 4096) * segments >= written, "{asked} bytes asked of {written}");
+
+    // Batches smaller than the threshold, each synced: nothing is ever due.
+    assert_eq!(run(Durability::None, WRITEBACK_BYTES, true).0, 0);
+    // Synced appends, or the option off: never asked.
+    assert_eq!(run(Durability::Sync, WRITEBACK_BYTES, false).0, 0);
+    assert_eq!(run(Durability::None, 0, false).0, 0);
+}
+
+#[test]
+fn a_failed_writeback_request_changes_nothing() {
+    let directory = tempfile::tempdir().unwrap();
+    let storage = FaultyStorage::new();
+    let plan = storage.plan();
+    let options = LogOptions::default()
+        .segment_capacity_bytes(256 * 1024)
+        .durability(Durability::None)
+        .writeback_bytes(16 * 1024)
+        .storage(Arc::new(storage));
+    let log = Log::open(directory.path(), options.clone()).unwrap();
+    plan.fail_writebacks();
+    append_range(&log, 0, 5_000, 50);
+    assert!(plan.writebacks() > 10, "the failing call was made");
+    assert!(log.failure().is_none(), "a hint's failure does not fail the log");
+    log.sync().unwrap();
+    assert_deterministic(&log, 5_000);
+    drop(log);
+    let log = Log::open(directory.path(), options).unwrap();
+    assert!(log.recovery_report().is_clean(), "{:?}", log.recovery_report());
+    assert_deterministic(&log, 5_000);
+}

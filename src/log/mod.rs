@@ -35,7 +35,7 @@ use crate::storage::StorageFile;
 
 pub use event::{Appended, Event, EventRef, ExpectedVersion, NewEvent};
 pub use maintenance::VerifyReport;
-pub use options::{Durability, LogOptions, RecoveryMode, SEGMENT_CAPACITY_BYTES_DEFAULT};
+pub use options::{Durability, LogOptions, RecoveryMode, SEGMENT_CAPACITY_BYTES_DEFAULT, WRITEBACK_BYTES_DEFAULT};
 pub use state::{DroppedBytes, RecoveryReport};
 pub use streams::{Direction, StreamIter};
 pub use summary::SegmentSummary;

@@ -287,6 +287,7 @@ fn load_found(
         context,
         checkpoint: None,
         buffer: Vec::new(),
+        writeback_from: u64::MAX,
         manifest_stale,
     };
     if let Some(footer) = last.footer {

@@ -45,6 +45,11 @@ pub(crate) struct State {
     pub checkpoint: Option<PathBuf>,
     /// Reused encoding buffer.
     pub buffer: Vec<u8>,
+    /// Offset in the active segment from which appended bytes were neither
+    /// synced nor sent to writeback (`LogOptions::writeback_bytes`);
+    /// `u64::MAX`: from the next batch on (what lies before it was written
+    /// by an earlier process, or synced).
+    pub writeback_from: u64,
     /// The manifest on disk may not describe every sealed segment of
     /// `segments`: the next seal, or a clean close, writes it.
     pub manifest_stale: bool,

@@ -158,6 +158,7 @@ impl Inner {
             return Err(error);
         }
         state.data_end += batch_bytes;
+        let writeback = self.writeback_due(&mut state, offset);
         state.next_position += events.len() as u64;
         state.last_timestamp_ns = timestamp_ns;
         if state.segment_first_timestamp_ns.is_none() {
@@ -175,11 +176,37 @@ impl Inner {
         // After the published guard is gone: a waiter reads it under the
         // signal's lock.
         self.signal.notify();
+        if let Some((from, to)) = writeback {
+            // Out of the writer lock: the call may wait for the disk's queue.
+            // A hint: its failure changes nothing on disk, and a write error
+            // of those pages is kept by the OS for the next fdatasync.
+            let _ = segment.start_writeback(from, to);
+        }
 
         if self.options.durability == Durability::Sync {
             self.sync_through(target)?;
         }
         Ok(appended)
+    }
+
+    /// The range of the active segment to send to writeback after a batch
+    /// written at `batch_start`, when `LogOptions::writeback_bytes` of
+    /// unsynced bytes have piled up since the last sync or writeback.
+    fn writeback_due(&self, state: &mut State, batch_start: u64) -> Option<(u64, u64)> {
+        const PAGE_BYTES: u64 = 4096;
+        if self.options.durability == Durability::Sync || self.options.writeback_bytes == 0 {
+            return None;
+        }
+        let from = state.writeback_from.min(batch_start);
+        state.writeback_from = from;
+        let due_bytes = self.options.writeback_bytes.div_ceil(PAGE_BYTES).saturating_mul(PAGE_BYTES);
+        if state.data_end - from < due_bytes {
+            return None;
+        }
+        // Whole pages: the last one, partly written, will be written again.
+        let to = state.data_end / PAGE_BYTES * PAGE_BYTES;
+        state.writeback_from = to;
+        Some((from / PAGE_BYTES * PAGE_BYTES, to))
     }
 
     /// Checks every event against the limits; returns the batch's encoded size.
@@ -304,6 +331,7 @@ impl Inner {
             index: IndexHandle::Built(Arc::clone(&state.active_index)),
         });
         state.data_end = HEADER_SIZE as u64;
+        state.writeback_from = u64::MAX;
         state.segment_record_count = 0;
         state.segment_first_timestamp_ns = None;
         *self.published.write() = state.published();
@@ -332,7 +360,9 @@ impl Inner {
         // Everything in earlier segments was synced when they were sealed, so
         // syncing the active segment covers every position written so far.
         let (segment, written_next) = {
-            let state = self.state.lock();
+            let mut state = self.state.lock();
+            // What this sync writes needs no writeback request.
+            state.writeback_from = state.data_end;
             (Arc::clone(state.active_segment()), state.next_position)
         };
         let result = segment.sync();

@@ -190,6 +190,14 @@ impl Segment {
         self.file.sync_data().map_err(|e| Error::io("fdatasync", &self.path, e))
     }
 
+    /// Starts writing `[from, to)` to disk without waiting (a hint: see
+    /// [`crate::storage::StorageFile::start_writeback`]).
+    pub fn start_writeback(&self, from: u64, to: u64) -> Result<()> {
+        self.file
+            .start_writeback(from, to.saturating_sub(from))
+            .map_err(|e| Error::io("start writeback", &self.path, e))
+    }
+
     /// Makes the records durable, then writes the footer and makes it durable:
     /// after this the segment is sealed. The records are synced first so that
     /// a footer on disk always describes records on disk (pages may otherwise

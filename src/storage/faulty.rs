@@ -2,7 +2,7 @@
 
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::{Mapping, OpenMode, StdStorage, Storage, StorageFile};
@@ -19,8 +19,11 @@ pub struct FaultPlan {
     tear_failed_write: AtomicI64,
     syncs_before_failure: AtomicI64,
     space_left_bytes: AtomicI64,
+    fail_writebacks: AtomicBool,
     writes: AtomicU64,
     syncs: AtomicU64,
+    writebacks: AtomicU64,
+    writeback_bytes: AtomicU64,
 }
 
 impl Default for FaultPlan {
@@ -30,8 +33,11 @@ impl Default for FaultPlan {
             tear_failed_write: AtomicI64::new(0),
             syncs_before_failure: AtomicI64::new(-1),
             space_left_bytes: AtomicI64::new(-1),
+            fail_writebacks: AtomicBool::new(false),
             writes: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
+            writebacks: AtomicU64::new(0),
+            writeback_bytes: AtomicU64::new(0),
         }
     }
 }
@@ -57,11 +63,18 @@ impl FaultPlan {
         self.space_left_bytes.store(bytes as i64, Ordering::SeqCst);
     }
 
+    /// Makes every [`StorageFile::start_writeback`] fail with EIO (until
+    /// [`FaultPlan::heal`]): a hint's failure must change nothing.
+    pub fn fail_writebacks(&self) {
+        self.fail_writebacks.store(true, Ordering::SeqCst);
+    }
+
     /// Removes every planned fault.
     pub fn heal(&self) {
         self.writes_before_failure.store(-1, Ordering::SeqCst);
         self.syncs_before_failure.store(-1, Ordering::SeqCst);
         self.space_left_bytes.store(-1, Ordering::SeqCst);
+        self.fail_writebacks.store(false, Ordering::SeqCst);
     }
 
     /// Writes seen so far.
@@ -72,6 +85,17 @@ impl FaultPlan {
     /// Syncs (file and directory) seen so far.
     pub fn syncs(&self) -> u64 {
         self.syncs.load(Ordering::SeqCst)
+    }
+
+    /// Calls of [`StorageFile::start_writeback`] seen so far, failed ones
+    /// included.
+    pub fn writebacks(&self) -> u64 {
+        self.writebacks.load(Ordering::SeqCst)
+    }
+
+    /// Bytes those calls asked to write back, in all.
+    pub fn writeback_bytes(&self) -> u64 {
+        self.writeback_bytes.load(Ordering::SeqCst)
     }
 
     /// Counts down; true when this operation is the one to fail.
@@ -197,6 +221,15 @@ impl StorageFile for FaultyFile {
     fn sync_data(&self) -> io::Result<()> {
         self.plan.check_sync()?;
         self.inner.sync_data()
+    }
+
+    fn start_writeback(&self, offset: u64, length: u64) -> io::Result<()> {
+        self.plan.writebacks.fetch_add(1, Ordering::SeqCst);
+        self.plan.writeback_bytes.fetch_add(length, Ordering::SeqCst);
+        if self.plan.fail_writebacks.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error()));
+        }
+        self.inner.start_writeback(offset, length)
     }
 
     fn map(&self) -> io::Result<Mapping> {

@@ -96,6 +96,24 @@ impl StorageFile for StdFile {
         rustix::fs::fdatasync(&self.file).map_err(io::Error::from)
     }
 
+    /// `posix_fadvise(POSIX_FADV_DONTNEED)`, which on Linux starts the
+    /// writeback of the range's dirty pages without waiting (as
+    /// `sync_file_range(SYNC_FILE_RANGE_WRITE)` does, which has no safe
+    /// wrapper in rustix), then drops the range's clean pages that are not
+    /// mapped. A write error of those pages is not lost: the kernel keeps it
+    /// for the next fdatasync.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn start_writeback(&self, offset: u64, length: u64) -> io::Result<()> {
+        let advice = rustix::fs::Advice::DontNeed;
+        rustix::fs::fadvise(&self.file, offset, std::num::NonZeroU64::new(length), advice).map_err(io::Error::from)
+    }
+
+    /// Elsewhere the OS writes back on its own schedule.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    fn start_writeback(&self, _offset: u64, _length: u64) -> io::Result<()> {
+        Ok(())
+    }
+
     fn map(&self) -> io::Result<Mapping> {
         Mapping::of_file(&self.file)
     }
