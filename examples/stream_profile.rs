@@ -15,7 +15,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let streams = (events / 100).max(1);
     // `first` as a third argument reads only each stream's first event.
     let first_only = arguments.next().as_deref() == Some("first");
-    let log = Log::open_read_only(&directory, LogOptions::default().durability(Durability::None))?;
+    // `CHRONOLOG_WRITABLE=1`: through a writable handle, as the bench does.
+    let options = LogOptions::default().durability(Durability::None);
+    let log = if std::env::var_os("CHRONOLOG_WRITABLE").is_some() {
+        Log::open(&directory, options)?
+    } else {
+        Log::open_read_only(&directory, options)?
+    };
     let view = log.view();
     // Warm: every segment index loaded, as in a running process.
     let mut stream = 0u64;
