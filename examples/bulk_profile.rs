@@ -10,7 +10,10 @@ use chronolog::record::{self, RecordHeader, FLAG_BATCH_END};
 use chronolog::{Durability, Log, LogOptions, NewEvent};
 
 const BATCH: u64 = 1000;
-const STREAMS: u64 = 10_000;
+/// Streams the events go to, round robin (`STREAMS` in the environment;
+/// 10,000 by default, as in the bench).
+static STREAMS: std::sync::LazyLock<u64> =
+    std::sync::LazyLock::new(|| std::env::var("STREAMS").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000));
 
 fn log_run(
     events: u64,
@@ -25,7 +28,7 @@ fn log_run(
     for round in 0..events / BATCH {
         batch.clear();
         batch.extend(
-            (0..BATCH).map(|i| NewEvent::new(&names[((round * BATCH + i) % STREAMS) as usize], "Happened", payload)),
+            (0..BATCH).map(|i| NewEvent::new(&names[((round * BATCH + i) % *STREAMS) as usize], "Happened", payload)),
         );
         log.append_batch(&batch)?;
     }
@@ -43,8 +46,8 @@ fn bare_run(events: u64, names: &[String], payload: &[u8]) -> Result<(Duration, 
         buffer.clear();
         for p in round * BATCH..(round + 1) * BATCH {
             let header =
-                RecordHeader { position: p, timestamp_ns: p, stream_version: p / STREAMS, flags: FLAG_BATCH_END };
-            record::encode_into(&mut buffer, &header, &names[(p % STREAMS) as usize], "Happened", b"", payload);
+                RecordHeader { position: p, timestamp_ns: p, stream_version: p / *STREAMS, flags: FLAG_BATCH_END };
+            record::encode_into(&mut buffer, &header, &names[(p % *STREAMS) as usize], "Happened", b"", payload);
         }
         file.write_all(&buffer)?;
     }
@@ -61,7 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(bytes) = arguments.next() {
         options = options.writeback_bytes(bytes.parse()?);
     }
-    let names: Vec<String> = (0..STREAMS).map(|s| format!("stream-{s:08}")).collect();
+    let names: Vec<String> = (0..*STREAMS).map(|s| format!("stream-{s:08}")).collect();
     let payload = [0x42u8; 100];
     let report = |label: &str, (appended, synced): (Duration, Duration)| {
         let total = appended + synced;
