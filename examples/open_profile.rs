@@ -1,7 +1,7 @@
 //! Opens a log many times, for profiling the open path (`perf record`).
 //!
 //! ```text
-//! cargo run --release --example open_profile -- [DIR] [EVENTS]
+//! cargo run --release --example open_profile -- [DIR] [EVENTS] [read-only]
 //! ```
 //!
 //! Builds a log of EVENTS events (default 1,000,000) in DIR (default a
@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let temporary = tempfile::tempdir()?;
     let directory = arguments.next().map_or_else(|| temporary.path().to_path_buf(), std::path::PathBuf::from);
     let events: u64 = arguments.next().map_or(Ok(1_000_000), |text| text.parse())?;
+    let read_only = arguments.next().as_deref() == Some("read-only");
     let streams = (events / 100).max(1);
     let payload = [0x42u8; 100];
     let options = LogOptions::default().durability(Durability::None);
@@ -39,7 +40,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut opening, mut closing) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
     for _ in 0..200 {
         let started = std::time::Instant::now();
-        let log = Log::open(&directory, options.clone())?;
+        let log = if read_only {
+            Log::open_read_only(&directory, options.clone())?
+        } else {
+            Log::open(&directory, options.clone())?
+        };
         std::hint::black_box(log.next_position());
         let opened = std::time::Instant::now();
         drop(log);
