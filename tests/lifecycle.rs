@@ -461,9 +461,28 @@ fn writeback_is_asked_for_unsynced_bytes_only() {
                 log.sync().unwrap();
             }
         }
-        let segments = log.view().segment_summaries().len() as u64;
-        assert!(segments >= 2, "the workload spans segments");
-        (plan.writebacks(), plan.writeback_bytes(), record_bytes(&log), segments)
+        let summaries = log.view().segment_summaries();
+        assert!(summaries.len() >= 2, "the workload spans segments");
+        // Each request: whole pages of one segment, below its data end, and
+        // no byte asked twice.
+        let mut requests = plan.writeback_requests();
+        requests.sort();
+        for (index, (path, offset, length)) in requests.iter().enumerate() {
+            assert!(offset % 4096 == 0 && length % 4096 == 0 && *length > 0, "{requests:?}");
+            // A segment's file may have been opened under its temporary name,
+            // renamed once made.
+            let named = |s: &&chronolog::log::SegmentSummary| {
+                path == &s.path || path.to_str() == Some(&format!("{}.tmp", s.path.display()))
+            };
+            let segment =
+                summaries.iter().find(named).unwrap_or_else(|| panic!("{path:?} is no segment of {summaries:?}"));
+            let data_end = chronolog::segment::HEADER_SIZE as u64 + segment.record_bytes;
+            assert!(offset + length <= data_end, "{path:?}: {offset} + {length} past {data_end}");
+            if let Some((next_path, next_offset, _)) = requests.get(index + 1) {
+                assert!(next_path != path || offset + length <= *next_offset, "overlap: {requests:?}");
+            }
+        }
+        (plan.writebacks(), plan.writeback_bytes(), record_bytes(&log), summaries.len() as u64)
     };
 
     let (requests, asked, written, segments) = run(Durability::None, WRITEBACK_BYTES, false);

@@ -4,5 +4,5 @@
 pub mod segment_index;
 pub mod stream_table;
 
-pub use segment_index::{IndexEntry, SegmentIndex, StreamPostings};
+pub use segment_index::{IndexEntry, Postings, SegmentIndex, StreamPostings};
 pub use stream_table::{StreamState, StreamTable};

@@ -128,7 +128,7 @@ pub struct IndexMark {
 /// the hash table's bucket (in the space a `Vec` takes anyway): a stream with
 /// few events per segment, the common case with many streams, is then read
 /// without a cache miss on a separate allocation, in every segment a stream
-/// read walks through.
+/// read walks through. It dereferences to `[u32]`.
 pub type Postings = smallvec::SmallVec<[u32; 4]>;
 
 const _: () = assert!(size_of::<Postings>() == size_of::<Vec<u32>>());

@@ -131,7 +131,7 @@ impl LogOptions {
     /// (default 2 MiB; 0: never). It makes nothing durable and does not wait:
     /// the disk works while the appends go on, so that a [`crate::Log::sync`]
     /// after a bulk load has little left to write (bulk append about 40%
-    /// faster here, BENCHMARKS.md), and unsynced data does not pile up in
+    /// faster here, BENCHMARKS.md), and dirty pages do not pile up in
     /// memory. With [`Durability::Sync`] every append is synced anyway and
     /// this does nothing.
     pub fn writeback_bytes(mut self, bytes: u64) -> Self {

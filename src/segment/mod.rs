@@ -193,9 +193,10 @@ impl Segment {
     /// Starts writing `[from, to)` to disk without waiting (a hint: see
     /// [`crate::storage::StorageFile::start_writeback`]).
     pub fn start_writeback(&self, from: u64, to: u64) -> Result<()> {
-        self.file
-            .start_writeback(from, to.saturating_sub(from))
-            .map_err(|e| Error::io("start writeback", &self.path, e))
+        if to <= from {
+            return Ok(());
+        }
+        self.file.start_writeback(from, to - from).map_err(|e| Error::io("start writeback", &self.path, e))
     }
 
     /// Makes the records durable, then writes the footer and makes it durable:

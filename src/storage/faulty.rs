@@ -1,9 +1,11 @@
 //! A storage that fails on purpose, for tests of the failure paths.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use super::{Mapping, OpenMode, StdStorage, Storage, StorageFile};
 
@@ -24,6 +26,7 @@ pub struct FaultPlan {
     syncs: AtomicU64,
     writebacks: AtomicU64,
     writeback_bytes: AtomicU64,
+    writeback_requests: Mutex<Vec<(PathBuf, u64, u64)>>,
 }
 
 impl Default for FaultPlan {
@@ -38,6 +41,7 @@ impl Default for FaultPlan {
             syncs: AtomicU64::new(0),
             writebacks: AtomicU64::new(0),
             writeback_bytes: AtomicU64::new(0),
+            writeback_requests: Mutex::new(Vec::new()),
         }
     }
 }
@@ -96,6 +100,11 @@ impl FaultPlan {
     /// Bytes those calls asked to write back, in all.
     pub fn writeback_bytes(&self) -> u64 {
         self.writeback_bytes.load(Ordering::SeqCst)
+    }
+
+    /// Each of those calls: the file, the offset and the length.
+    pub fn writeback_requests(&self) -> Vec<(PathBuf, u64, u64)> {
+        self.writeback_requests.lock().clone()
     }
 
     /// Counts down; true when this operation is the one to fail.
@@ -226,6 +235,7 @@ impl StorageFile for FaultyFile {
     fn start_writeback(&self, offset: u64, length: u64) -> io::Result<()> {
         self.plan.writebacks.fetch_add(1, Ordering::SeqCst);
         self.plan.writeback_bytes.fetch_add(length, Ordering::SeqCst);
+        self.plan.writeback_requests.lock().push((self.inner.path().to_path_buf(), offset, length));
         if self.plan.fail_writebacks.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error()));
         }

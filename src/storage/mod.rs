@@ -68,12 +68,16 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     fn allocate(&self, length: u64) -> io::Result<()>;
     /// Makes the file's data durable (fdatasync).
     fn sync_data(&self) -> io::Result<()>;
-    /// Asks the OS to start writing the range's dirty pages to disk, without
-    /// waiting for them and without making anything durable: a later
-    /// [`StorageFile::sync_data`] then has less left to write. A hint that
-    /// may do nothing. It may also drop clean cached pages of the range that
-    /// no process maps (they are read from disk again if needed).
-    fn start_writeback(&self, offset: u64, length: u64) -> io::Result<()>;
+    /// Asks the OS to start writing the dirty pages of `[offset, offset +
+    /// length)` to disk, without waiting for them and without making anything
+    /// durable: a later [`StorageFile::sync_data`] then has less left to
+    /// write. A hint that may do nothing (the default does nothing; a length
+    /// of 0 asks for nothing). It may also drop clean cached pages of the
+    /// range that no process maps (they are read from disk again if needed).
+    fn start_writeback(&self, offset: u64, length: u64) -> io::Result<()> {
+        let _ = (offset, length);
+        Ok(())
+    }
     /// Maps the whole file read-only.
     fn map(&self) -> io::Result<Mapping>;
     /// Takes an exclusive advisory lock without waiting; `Ok(false)` when
