@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the indexes on large logs: time seek, stream read,
-//! open time against log size, and bulk append against a bare file writer (the
+//! open time against log size (after a clean close, and after a crash: the
+//! recovery), and bulk append against a bare file writer (the
 //! cost of everything the log maintains besides the bytes: indexes, stream
 //! versions, locking).
 //!
@@ -56,6 +57,20 @@ fn build(directory: &Path, events: u64) {
     log.sync().expect("sync");
 }
 
+/// Leaves the log as a crash would: without the index a clean close writes
+/// beside the active segment, so that open lists the directory and scans the
+/// active segment's records (the recovery).
+fn remove_clean_close_index(directory: &Path) {
+    let last = std::fs::read_dir(directory)
+        .expect("list")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".seg"))
+        .max()
+        .expect("a segment");
+    let index = directory.join(last.replace(".seg", ".idx"));
+    std::fs::remove_file(&index).expect("the clean-close index");
+}
+
 fn large_logs(c: &mut Criterion) {
     for events in sizes() {
         let directory = tempfile::tempdir().expect("tempdir");
@@ -67,6 +82,25 @@ fn large_logs(c: &mut Criterion) {
         group.sample_size(20).measurement_time(Duration::from_secs(3));
         group.bench_function(BenchmarkId::new("clean", events), |b| {
             b.iter(|| black_box(Log::open(directory.path(), options()).expect("open").next_position()))
+        });
+        group.finish();
+
+        let mut group = c.benchmark_group("open");
+        group.sample_size(10).measurement_time(Duration::from_secs(3));
+        group.bench_function(BenchmarkId::new("after_crash", events), |b| {
+            b.iter_custom(|iterations| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iterations {
+                    remove_clean_close_index(directory.path());
+                    let started = Instant::now();
+                    let log = Log::open(directory.path(), options()).expect("open");
+                    total += started.elapsed();
+                    black_box(log.next_position());
+                    // Its clean close, not timed, writes the index again.
+                    drop(log);
+                }
+                total
+            })
         });
         group.finish();
 
