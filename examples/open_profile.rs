@@ -1,7 +1,7 @@
 //! Opens a log many times, for profiling the open path (`perf record`).
 //!
 //! ```text
-//! cargo run --release --example open_profile -- [DIR] [EVENTS] [read-only]
+//! cargo run --release --example open_profile -- [DIR] [EVENTS] [read-only|after-crash]
 //! ```
 //!
 //! Builds a log of EVENTS events (default 1,000,000) in DIR (default a
@@ -15,7 +15,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let temporary = tempfile::tempdir()?;
     let directory = arguments.next().map_or_else(|| temporary.path().to_path_buf(), std::path::PathBuf::from);
     let events: u64 = arguments.next().map_or(Ok(1_000_000), |text| text.parse())?;
-    let read_only = arguments.next().as_deref() == Some("read-only");
+    let mode = arguments.next().unwrap_or_default();
+    let read_only = mode == "read-only";
+    // `after-crash`: each open finds no clean-close index beside the active
+    // segment, as after a crash, and scans that segment (20 opens).
+    let after_crash = mode == "after-crash";
+    let opens = if after_crash { 20 } else { 200 };
     let streams = (events / 100).max(1);
     let payload = [0x42u8; 100];
     let options = LogOptions::default().durability(Durability::None);
@@ -38,7 +43,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Open and close (drop) are timed apart: a clean close unmaps what open
     // mapped, and its cost is paid by every open-use-close cycle.
     let (mut opening, mut closing) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
-    for _ in 0..200 {
+    for _ in 0..opens {
+        if after_crash {
+            let last = std::fs::read_dir(&directory)?
+                .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+                .filter(|name| name.ends_with(".seg"))
+                .max()
+                .ok_or("no segment")?;
+            std::fs::remove_file(directory.join(last.replace(".seg", ".idx")))?;
+        }
         let started = std::time::Instant::now();
         let log = if read_only {
             Log::open_read_only(&directory, options.clone())?
@@ -51,6 +64,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         opening += opened - started;
         closing += opened.elapsed();
     }
-    println!("open: {:?} each, then close: {:?} each", opening / 200, closing / 200);
+    println!("open: {:?} each, then close: {:?} each", opening / opens, closing / opens);
     Ok(())
 }
