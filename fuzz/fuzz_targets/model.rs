@@ -132,7 +132,10 @@ fuzz_target!(|data: &[u8]| {
                         version: count,
                         schema_version: 1,
                     };
-                    SnapshotStore::open(&log).keep_last(1 + usize::from(b % 3)).write_anchored(&meta, &count.to_le_bytes(), &log.view()).expect("snapshot");
+                    SnapshotStore::open(&log)
+                        .keep_last(1 + usize::from(b % 3))
+                        .write_anchored(&meta, &count.to_le_bytes(), &log.view())
+                        .expect("snapshot");
                 }
             }
             8 => {

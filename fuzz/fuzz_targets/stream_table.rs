@@ -1,5 +1,6 @@
-//! Any bytes as a stream table: no panic on decode, lookups or iteration, and
-//! whatever decodes merges into a table that decodes again.
+//! Any bytes as a stream table: no panic on decode, lookups or iteration; in
+//! a well-formed table every entry is found; and whatever decodes merges into
+//! a table that decodes again.
 #![no_main]
 
 use chronolog::index::StreamTable;
@@ -7,9 +8,15 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(table) = StreamTable::decode(data.to_vec()) else { return };
-    let names: Vec<String> = table.iter().map(|(name, _)| name.to_owned()).collect();
-    for name in &names {
-        let _ = table.get(name);
+    let entries: Vec<(String, _)> = table.iter().map(|(name, state)| (name.to_owned(), state)).collect();
+    // Every entry readable and in strictly increasing order (as a table the
+    // log writes): the binary search must find each one.
+    let well_formed = entries.len() == table.len() && entries.windows(2).all(|pair| pair[0].0 < pair[1].0);
+    for (name, state) in &entries {
+        let found = table.get(name);
+        if well_formed {
+            assert_eq!(found, Some(*state), "{name}");
+        }
     }
     let _ = table.get("absent");
     let merged = table.merged_with(std::iter::empty(), table.next_position());
