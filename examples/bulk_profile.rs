@@ -13,7 +13,7 @@ const BATCH: u64 = 1000;
 /// Streams the events go to, round robin (`STREAMS` in the environment;
 /// 10,000 by default, as in the bench).
 static STREAMS: std::sync::LazyLock<u64> =
-    std::sync::LazyLock::new(|| std::env::var("STREAMS").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000));
+    std::sync::LazyLock::new(|| std::env::var("STREAMS").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000).max(1));
 
 fn log_run(
     events: u64,
@@ -58,7 +58,8 @@ fn bare_run(events: u64, names: &[String], payload: &[u8]) -> Result<(Duration, 
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut arguments = std::env::args().skip(1);
-    let events: u64 = arguments.next().map_or(Ok(2_000_000), |a| a.parse())?;
+    // Whole batches only, so that the rates divide by what was written.
+    let events: u64 = arguments.next().map_or(Ok(2_000_000), |a| a.parse::<u64>())? / BATCH * BATCH;
     let which = arguments.next().unwrap_or_else(|| "log".to_owned());
     let mut options = LogOptions::default().durability(Durability::None);
     if let Some(bytes) = arguments.next() {

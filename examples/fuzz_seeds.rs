@@ -18,9 +18,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let options = LogOptions::default().segment_capacity_bytes(4096).index_interval_bytes(256);
         let log = Log::open(directory.path(), options.durability(Durability::None))?;
         for position in 0..120u64 {
-            let stream = format!("stream-{}", position % 5);
+            // Names that share prefixes, differ in length and hold
+            // multi-byte characters: the stream table sorts them by bytes.
+            let stream = ["stream-0", "stream-01", "str\u{f6}m-2", "s", "\u{65e5}\u{672c}-4"][(position % 5) as usize];
             let payload = vec![position as u8; (position % 90) as usize];
-            log.append(&NewEvent::new(&stream, "E", &payload).with_metadata(b"{\"m\":1}"))?;
+            log.append(&NewEvent::new(stream, "E", &payload).with_metadata(b"{\"m\":1}"))?;
         }
     }
     let mut files: Vec<_> = std::fs::read_dir(directory.path())?.filter_map(|e| e.ok().map(|e| e.path())).collect();
