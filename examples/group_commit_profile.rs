@@ -1,0 +1,45 @@
+//! Group commit under load, for profiling: THREADS threads (default 16) each
+//! append APPENDS single events (default 200) with `Durability::Sync`; prints
+//! the rate and how many appends each fdatasync covered.
+//!
+//! `cargo run --release --example group_commit_profile -- [THREADS] [APPENDS]`
+use std::sync::{Arc, Barrier};
+
+use chronolog::{Durability, Log, LogOptions, NewEvent};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut arguments = std::env::args().skip(1);
+    let threads: usize = arguments.next().map_or(Ok(16), |a| a.parse())?;
+    let appends: u64 = arguments.next().map_or(Ok(200), |a| a.parse())?;
+    let directory = tempfile::tempdir()?;
+    let log = Log::open(directory.path(), LogOptions::default().durability(Durability::Sync))?;
+    let start = Arc::new(Barrier::new(threads + 1));
+    let handles: Vec<_> = (0..threads)
+        .map(|thread| {
+            let (log, start) = (log.clone(), Arc::clone(&start));
+            std::thread::spawn(move || -> Result<(), chronolog::Error> {
+                let stream = format!("thread-{thread}");
+                start.wait();
+                for _ in 0..appends {
+                    log.append(&NewEvent::new(&stream, "Tick", &[0u8; 128]))?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    start.wait();
+    let started = std::time::Instant::now();
+    let syncs_before = log.sync_count();
+    for handle in handles {
+        handle.join().map_err(|_| "an appending thread panicked")??;
+    }
+    let elapsed = started.elapsed();
+    let total = threads as u64 * appends;
+    let syncs = log.sync_count() - syncs_before;
+    println!(
+        "{threads} threads: {:.1} k appends/s, {syncs} fdatasyncs, {:.1} appends each",
+        total as f64 / elapsed.as_secs_f64() / 1e3,
+        total as f64 / syncs.max(1) as f64
+    );
+    Ok(())
+}
