@@ -24,8 +24,6 @@ pub struct FaultPlan {
     fail_writebacks: AtomicBool,
     writes: AtomicU64,
     syncs: AtomicU64,
-    writebacks: AtomicU64,
-    writeback_bytes: AtomicU64,
     writeback_requests: Mutex<Vec<(PathBuf, u64, u64)>>,
 }
 
@@ -39,8 +37,6 @@ impl Default for FaultPlan {
             fail_writebacks: AtomicBool::new(false),
             writes: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
-            writebacks: AtomicU64::new(0),
-            writeback_bytes: AtomicU64::new(0),
             writeback_requests: Mutex::new(Vec::new()),
         }
     }
@@ -94,12 +90,12 @@ impl FaultPlan {
     /// Calls of [`StorageFile::start_writeback`] seen so far, failed ones
     /// included.
     pub fn writebacks(&self) -> u64 {
-        self.writebacks.load(Ordering::SeqCst)
+        self.writeback_requests.lock().len() as u64
     }
 
     /// Bytes those calls asked to write back, in all.
     pub fn writeback_bytes(&self) -> u64 {
-        self.writeback_bytes.load(Ordering::SeqCst)
+        self.writeback_requests.lock().iter().map(|(_, _, length)| length).sum()
     }
 
     /// Each of those calls: the file, the offset and the length.
@@ -233,8 +229,6 @@ impl StorageFile for FaultyFile {
     }
 
     fn start_writeback(&self, offset: u64, length: u64) -> io::Result<()> {
-        self.plan.writebacks.fetch_add(1, Ordering::SeqCst);
-        self.plan.writeback_bytes.fetch_add(length, Ordering::SeqCst);
         self.plan.writeback_requests.lock().push((self.inner.path().to_path_buf(), offset, length));
         if self.plan.fail_writebacks.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error()));
