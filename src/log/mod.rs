@@ -137,6 +137,10 @@ struct SyncState {
     leader_active: bool,
     /// Number of fdatasync calls made for appends (for tests and benches).
     sync_count: u64,
+    /// Threads waiting for a sync run by another.
+    waiters: usize,
+    /// How long the last fdatasync took.
+    last_fsync: std::time::Duration,
     /// Bumped by `truncate_after`: a sync started before belongs to a tail
     /// that no longer exists.
     generation: u64,

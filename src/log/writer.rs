@@ -2,7 +2,7 @@
 
 use std::mem;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::options::{record_size_limit, segment_data_bytes};
 
@@ -19,6 +19,10 @@ use crate::index::SegmentIndex;
 use crate::record::{self, limits, RecordHeader, FLAG_BATCH_END};
 use crate::segment::{Segment, SegmentFooter, HEADER_SIZE};
 use crate::storage;
+
+/// The longest a sync leader waits for other appenders to join its fdatasync
+/// (see `Inner::sync_through`): on a slow disk, half an fsync would be long.
+const SYNC_GATHER_MAX: Duration = Duration::from_micros(250);
 
 /// Nanoseconds since the Unix epoch by the system clock (0 if it is set before
 /// 1970; the writer raises it to the last timestamp anyway).
@@ -353,9 +357,25 @@ impl Inner {
                 sync.leader_active = true;
                 break;
             }
+            sync.waiters += 1;
             self.synced.wait(&mut sync);
+            sync.waiters -= 1;
         }
+        // Other threads wait for a sync, so appends come from several: let
+        // those just woken by the last fdatasync append before this one
+        // starts (up to half the last fdatasync's time), or each fsync covers
+        // only half of them (they fall into two cohorts that take turns).
+        // A lone appender never waits here.
+        let gather = if sync.waiters > 0 { (sync.last_fsync / 2).min(SYNC_GATHER_MAX) } else { Duration::ZERO };
         drop(sync);
+        if !gather.is_zero() {
+            // Yields, not a sleep: the appenders need the CPU now, and a
+            // sleep overshoots by the timer slack (tens of microseconds).
+            let deadline = Instant::now() + gather;
+            while Instant::now() < deadline {
+                std::thread::yield_now();
+            }
+        }
 
         // Everything in earlier segments was synced when they were sealed, so
         // syncing the active segment covers every position written so far.
@@ -365,8 +385,10 @@ impl Inner {
             state.writeback_from = state.data_end;
             (Arc::clone(state.active_segment()), state.next_position)
         };
+        let started = Instant::now();
         let result = segment.sync();
         let mut sync = self.sync.lock();
+        sync.last_fsync = started.elapsed();
         sync.leader_active = false;
         sync.sync_count += 1;
         match &result {
