@@ -1,7 +1,7 @@
 //! Writes the seed corpora of the fuzz targets from real files: a small log
 //! (4 KiB segments, several sealed) is written, and its records, segment
-//! header and footer, stream tables, segment indexes, the manifest and two snapshot files
-//! become seeds in `fuzz/seeds/<target>/`.
+//! header and footer, stream tables, segment indexes, the manifest, two
+//! snapshot files and a TRUNCATE marker become seeds in `fuzz/seeds/<target>/`.
 //!
 //! ```text
 //! cargo run --example fuzz_seeds
@@ -74,12 +74,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             write("snapshot_file", &name.replace(':', "_"), &std::fs::read(path)?)?;
         }
     }
-    // Recovery scripts: six bytes per damage (file, operation, offset, value, length).
-    let scripts: [&[u8]; 4] = [
+    // A TRUNCATE marker, as `truncate_after(41)` writes it.
+    write("truncate_marker", "marker-41", &chronolog::segment::truncate_marker::encode(41))?;
+    // Recovery scripts: six bytes per damage (file, operation, offset, value,
+    // length); operations 4 to 6 add a TRUNCATE marker, a copy of a file under
+    // a segment's name, and a temporary.
+    let scripts: [&[u8]; 7] = [
         &[0, 0, 100, 0, 0x40, 0],
         &[1, 1, 0, 2, 0, 200],
         &[0, 2, 200, 3, 0, 0, 3, 3, 0, 0, 0, 0],
         &[2, 0, 64, 0, 1, 0, 0, 1, 80, 0, 0, 16],
+        &[0, 4, 50, 0, 0, 0],
+        &[1, 5, 7, 0, 0, 0, 2, 0, 70, 0, 4, 0],
+        &[0, 6, 0, 0, 0, 0, 3, 4, 90, 0, 0, 0],
     ];
     for (index, script) in scripts.iter().enumerate() {
         write("recovery", &format!("script-{index}"), script)?;

@@ -4,7 +4,8 @@
 //! segment at every byte offset of its last records recovers exactly the whole
 //! batches before the cut; damage in the middle of the active segment is an
 //! error (or, in salvage mode, a reported cut with a copy kept); a damaged
-//! stream table is rebuilt.
+//! stream table is rebuilt; a damaged TRUNCATE marker fails the open and cuts
+//! nothing.
 
 mod common;
 
@@ -440,4 +441,41 @@ fn verify_checks_the_clean_close_index_of_the_active_segment() {
     let report = log.verify().unwrap();
     assert_eq!(report.indexes_checked, 1);
     assert!(matches!(&report.problems[..], [Error::Corrupted { path, .. }] if *path == index), "{:?}", report.problems);
+}
+
+#[test]
+fn a_damaged_truncate_marker_fails_the_open_and_cuts_nothing() {
+    use chronolog::segment::truncate_marker::{self, TRUNCATE_MARKER_FILE_NAME};
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    append_range(&log, 0, 60, 3);
+    let expected = read_all(&log);
+    drop(log);
+    let marker = directory.path().join(TRUNCATE_MARKER_FILE_NAME);
+    let mut flipped = truncate_marker::encode(10);
+    flipped[9] ^= 1;
+    // A marker far too long (a few MiB of garbage) is refused by its size,
+    // before it is read; a flipped bit, by its CRC.
+    let damages: [(Vec<u8>, u64); 3] =
+        [(vec![0xab; 3 << 20], 0), (truncate_marker::encode(10)[..19].to_vec(), 0), (flipped.to_vec(), 16)];
+    for (bytes, offset) in damages {
+        std::fs::write(&marker, &bytes).unwrap();
+        for writable in [true, false] {
+            let opened = if writable {
+                Log::open(directory.path(), small_options())
+            } else {
+                Log::open_read_only(directory.path(), small_options())
+            };
+            let error = opened.expect_err("a damaged marker must fail the open");
+            assert!(
+                matches!(&error, Error::Corrupted { path, offset: o, .. } if *path == marker && *o == offset),
+                "{} bytes: {error}",
+                bytes.len()
+            );
+        }
+    }
+    // Nothing was cut: without the marker, every event is there.
+    std::fs::remove_file(&marker).unwrap();
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    assert_eq!(read_all(&log), expected);
 }

@@ -20,18 +20,12 @@ use std::path::Path;
 use chronolog::index::{segment_index, stream_table};
 use chronolog::record::{self, Decoded, RecordHeader};
 use chronolog::segment::layout;
+use chronolog::segment::truncate_marker::{TRUNCATE_MAGIC, TRUNCATE_MARKER_SIZE};
 use chronolog::snapshot::{self, file as snapshot_file, SnapshotBound, SnapshotMeta, SnapshotStore};
 use chronolog::storage::FaultyStorage;
 use chronolog::{limits, CorruptionKind, Durability, Error, Log, LogOptions, NewEvent, RecoveryMode};
 
 const FORMAT_MD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/FORMAT.md");
-
-/// Size of the TRUNCATE marker. The code's `TRUNCATE_MARKER_SIZE` lives in the
-/// private module `log::truncation`, so the number is written here; the marker
-/// the code writes is checked against it in `truncate_marker_bytes_match_the_table`.
-const TRUNCATE_MARKER_SIZE: usize = 20;
-/// Magic number of the TRUNCATE marker (`TRUNCATE_MAGIC` is private too).
-const TRUNCATE_MAGIC: [u8; 8] = *b"CHRNLTRC";
 
 fn read_doc() -> String {
     fs::read_to_string(FORMAT_MD).unwrap_or_else(|error| panic!("cannot read {FORMAT_MD}: {error}"))
@@ -466,7 +460,7 @@ fn layouts(doc: &str) -> Layouts {
             ("crc", num!(TRUNCATE_MAGIC.len() + size_of::<u64>()), num!(size_of::<u32>())),
         ],
     );
-    check_contiguous("## TRUNCATE marker", &truncate, (TRUNCATE_MARKER_SIZE, "TRUNCATE_MARKER_SIZE (private; 20)"));
+    check_contiguous("## TRUNCATE marker", &truncate, (TRUNCATE_MARKER_SIZE, "TRUNCATE_MARKER_SIZE"));
     check_magic("## TRUNCATE marker", &truncate["magic"], &TRUNCATE_MAGIC);
 
     let snapshot = snapshot_table(doc);

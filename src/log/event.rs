@@ -181,3 +181,30 @@ pub struct Event {
     /// Payload bytes.
     pub payload: Vec<u8>,
 }
+
+impl Event {
+    /// The event as an [`EventRef`] borrowing from it, for code written
+    /// against events read from the log (a projection's `apply`, say).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let directory = tempfile::tempdir()?;
+    /// let log = chronolog::Log::open(directory.path(), chronolog::LogOptions::default())?;
+    /// log.append(&chronolog::NewEvent::new("account-1", "Opened", b"{}"))?;
+    /// let event = log.read(0)?.expect("the event just appended");
+    /// assert_eq!(event.as_event_ref().to_event(), event);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn as_event_ref(&self) -> EventRef<'_> {
+        EventRef {
+            position: self.position,
+            timestamp_ns: self.timestamp_ns,
+            stream: &self.stream,
+            stream_version: self.stream_version,
+            event_type: &self.event_type,
+            metadata: &self.metadata,
+            payload: &self.payload,
+        }
+    }
+}

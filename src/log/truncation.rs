@@ -2,8 +2,8 @@
 //! (durably) before anything is removed and deleted only once the cut is
 //! durable, and opening a directory that still has a marker finishes the cut.
 //!
-//! Marker file `TRUNCATE`, 20 bytes: magic "CHRNLTRC", u64 position (the last
-//! position kept), u32 crc32 of the first 16 bytes.
+//! Marker file `TRUNCATE`, 20 bytes, encoded and checked by
+//! `segment::truncate_marker`.
 
 use std::io;
 use std::path::Path;
@@ -14,48 +14,37 @@ use super::open::{list_segments, list_stream_tables};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::index::{segment_index, stream_table};
 use crate::record::{self, Decoded, FLAGS_OFFSET, FLAG_BATCH_END, LENGTH_OFFSET};
+use crate::segment::truncate_marker::{self, TRUNCATE_MARKER_SIZE};
 use crate::segment::{self, scan, Segment, HEADER_SIZE};
-use crate::storage::{self, Storage};
+use crate::storage::{self, OpenMode, Storage};
 
 /// Name of the marker file.
-pub(crate) const TRUNCATE_MARKER: &str = "TRUNCATE";
-/// Magic number of the marker.
-pub const TRUNCATE_MAGIC: [u8; 8] = *b"CHRNLTRC";
-/// Size of the marker file.
-pub const TRUNCATE_MARKER_SIZE: usize = TRUNCATE_MAGIC.len() + size_of::<u64>() + size_of::<u32>();
+pub(crate) const TRUNCATE_MARKER: &str = truncate_marker::TRUNCATE_MARKER_FILE_NAME;
 
 /// Writes the marker durably.
 pub(crate) fn write_marker(storage: &dyn Storage, directory: &Path, position: u64) -> Result<()> {
-    let mut bytes = [0u8; TRUNCATE_MARKER_SIZE];
-    bytes[..8].copy_from_slice(&TRUNCATE_MAGIC);
-    LittleEndian::write_u64(&mut bytes[8..16], position);
-    let crc = crc32fast::hash(&bytes[..16]);
-    LittleEndian::write_u32(&mut bytes[16..], crc);
     let path = directory.join(TRUNCATE_MARKER);
-    storage::write_atomic(storage, &path, &bytes).map_err(|e| Error::io("write truncate marker", &path, e))
+    storage::write_atomic(storage, &path, &truncate_marker::encode(position))
+        .map_err(|e| Error::io("write truncate marker", &path, e))
 }
 
-/// Reads the marker, if there is one.
+/// Reads the marker, if there is one. Its size is checked before anything is
+/// read, so that a damaged marker of any length costs no more than 20 bytes.
 pub(crate) fn read_marker(storage: &dyn Storage, directory: &Path) -> Result<Option<u64>> {
     let path = directory.join(TRUNCATE_MARKER);
-    let bytes = match storage::read_all(storage, &path) {
-        Ok(bytes) => bytes,
+    let file = match storage.open(&path, OpenMode::ReadOnly) {
+        Ok(file) => file,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(Error::io("read truncate marker", &path, error)),
     };
-    if bytes.len() != TRUNCATE_MARKER_SIZE {
-        let kind = CorruptionKind::Truncated { needed: TRUNCATE_MARKER_SIZE as u64, available: bytes.len() as u64 };
+    let length = file.len().map_err(|e| Error::io("read truncate marker", &path, e))?;
+    if length != TRUNCATE_MARKER_SIZE as u64 {
+        let kind = CorruptionKind::Truncated { needed: TRUNCATE_MARKER_SIZE as u64, available: length };
         return Err(Error::corrupted(&path, 0, kind));
     }
-    if bytes[..8] != TRUNCATE_MAGIC {
-        return Err(Error::corrupted(&path, 0, CorruptionKind::BadMagic));
-    }
-    let stored = LittleEndian::read_u32(&bytes[16..]);
-    let computed = crc32fast::hash(&bytes[..16]);
-    if stored != computed {
-        return Err(Error::corrupted(&path, 16, CorruptionKind::ChecksumMismatch { stored, computed }));
-    }
-    Ok(Some(LittleEndian::read_u64(&bytes[8..16])))
+    let mut bytes = [0u8; TRUNCATE_MARKER_SIZE];
+    file.read_exact_at(&mut bytes, 0).map_err(|e| Error::io("read truncate marker", &path, e))?;
+    truncate_marker::decode(&bytes).map(Some).map_err(|(offset, kind)| Error::corrupted(&path, offset, kind))
 }
 
 /// Removes the marker durably.

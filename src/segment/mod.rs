@@ -8,6 +8,7 @@
 pub mod layout;
 pub mod manifest;
 mod scan;
+pub mod truncate_marker;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

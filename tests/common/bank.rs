@@ -127,16 +127,7 @@ impl Projection for Balances {
 pub fn brute_force_balances(events: &[chronolog::Event], end: u64) -> Balances {
     let mut balances = Balances::default();
     for event in events.iter().filter(|e| e.position < end && e.stream.starts_with("account-")) {
-        let view = EventRef {
-            position: event.position,
-            timestamp_ns: event.timestamp_ns,
-            stream: &event.stream,
-            stream_version: event.stream_version,
-            event_type: &event.event_type,
-            metadata: &event.metadata,
-            payload: &event.payload,
-        };
-        balances.apply(&view).expect("brute force apply");
+        balances.apply(&event.as_event_ref()).expect("brute force apply");
     }
     balances
 }
