@@ -1,22 +1,31 @@
 //! Model-based: random sequences of append, batch append, read, time seek,
-//! stream read, truncate, purge, snapshot, reopen and power loss, run on a real log over
-//! `PowerLossStorage` and checked after every step against a `Vec` of the
-//! events acknowledged. With `Durability::Sync` every acknowledged event must
-//! survive a power loss; the batch being written when the power went may or
-//! may not. Snapshots (of a stream's event count) must never be found when
-//! the log no longer holds the events they were made from.
+//! stream read, truncate, purge, snapshot, reopen and power loss, run on a
+//! real log over `PowerLossStorage` and checked after every step against a
+//! `Vec` of the events acknowledged, field by field (stream versions
+//! included). With `Durability::Sync` every acknowledged event must survive
+//! a power loss. The power can go at any sync or any write of a batch
+//! append, a truncation, a purge, a snapshot write or a clean close: an
+//! operation that failed then left the log either as it was or as if it had
+//! succeeded, never in between. Snapshots (of a stream's event count) must
+//! never be found when the log no longer holds the events they were made
+//! from.
 #![no_main]
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chronolog::snapshot::{SnapshotBound, SnapshotMeta, SnapshotStore};
 use chronolog::storage::PowerLossStorage;
-use chronolog::{Durability, Log, LogOptions, NewEvent};
+use chronolog::{Durability, EventRef, Log, LogOptions, NewEvent};
 use libfuzzer_sys::fuzz_target;
+
+const STREAMS: usize = 5;
 
 #[derive(Clone)]
 struct Written {
     stream: String,
+    event_type: &'static str,
+    metadata: Vec<u8>,
     payload: Vec<u8>,
     timestamp_ns: u64,
 }
@@ -29,21 +38,48 @@ fn options(storage: &PowerLossStorage) -> LogOptions {
         .storage(Arc::new(storage.clone()))
 }
 
+/// Each event's version in its stream: how many events of its stream come
+/// before it in the model (purged ones included).
+fn versions(model: &[Written]) -> Vec<u64> {
+    let mut counts: HashMap<&str, u64> = HashMap::new();
+    model
+        .iter()
+        .map(|w| {
+            let count = counts.entry(&w.stream).or_default();
+            *count += 1;
+            *count - 1
+        })
+        .collect()
+}
+
+fn assert_event(event: &EventRef<'_>, model: &[Written], versions: &[u64]) {
+    let position = event.position as usize;
+    let expected = model.get(position).unwrap_or_else(|| panic!("an event at {position}, past the model"));
+    assert_eq!(event.stream, expected.stream, "stream at {position}");
+    assert_eq!(event.stream_version, versions[position], "version at {position}");
+    assert_eq!(event.event_type, expected.event_type, "type at {position}");
+    assert_eq!(event.metadata, &expected.metadata[..], "metadata at {position}");
+    assert_eq!(event.payload, &expected.payload[..], "payload at {position}");
+    assert_eq!(event.timestamp_ns, expected.timestamp_ns, "timestamp at {position}");
+}
+
 /// The log must hold exactly the model's events from its first position on.
 fn check(log: &Log, model: &[Written], first: u64) {
     assert_eq!(log.next_position(), model.len() as u64, "next position");
     assert_eq!(log.first_position(), first, "first position");
+    let versions = versions(model);
     let view = log.view();
-    for (index, event) in view.iter().enumerate() {
+    let mut expected_position = first;
+    for event in view.iter() {
         let event = event.expect("forward read");
-        let expected = &model[first as usize + index];
-        assert_eq!(event.stream, expected.stream);
-        assert_eq!(event.payload, &expected.payload[..]);
-        assert_eq!(event.timestamp_ns, expected.timestamp_ns);
+        assert_eq!(event.position, expected_position, "positions in order, without a gap");
+        assert_event(&event, model, &versions);
+        expected_position += 1;
     }
+    assert_eq!(expected_position, model.len() as u64, "the forward read reaches the end");
     // Whatever snapshot a lookup returns must describe the model's events.
     let store = SnapshotStore::open(log);
-    for stream in 0..5 {
+    for stream in 0..STREAMS {
         let stream = format!("s-{stream}");
         let found = store.find(&format!("count-{stream}"), SnapshotBound::Latest, 1, &view).expect("find");
         let Some(snapshot) = found.snapshot else { continue };
@@ -55,6 +91,88 @@ fn check(log: &Log, model: &[Written], first: u64) {
     }
 }
 
+/// One operation that writes, for the power to fail in.
+struct Run<'a> {
+    log: &'a Log,
+    model: &'a [Written],
+    first: u64,
+    clock: &'a mut u64,
+}
+
+impl Run<'_> {
+    /// A batch of 1 to 4 events. Returns the batch and whether it was acknowledged.
+    fn append(&mut self, a: u8, b: u8) -> (Vec<Written>, bool) {
+        let count = 1 + usize::from(a % 4);
+        let mut batch = Vec::new();
+        for i in 0..count {
+            *self.clock += u64::from(b % 3);
+            batch.push(Written {
+                stream: format!("s-{}", (usize::from(a) + i) % STREAMS),
+                event_type: if (a >> 4) & 1 == 0 { "E" } else { "Moved" },
+                metadata: vec![a ^ b; usize::from(a >> 5)],
+                payload: vec![b; usize::from(b) * 3 % 400],
+                timestamp_ns: *self.clock,
+            });
+        }
+        let events: Vec<NewEvent<'_>> = batch
+            .iter()
+            .map(|w| {
+                NewEvent::new(&w.stream, w.event_type, &w.payload)
+                    .with_metadata(&w.metadata)
+                    .with_timestamp_ns(w.timestamp_ns)
+            })
+            .collect();
+        let acknowledged = self.log.append_batch(&events).is_ok();
+        (batch, acknowledged)
+    }
+
+    /// A cut after a position from the first to the last. Returns the
+    /// position and whether the cut was acknowledged.
+    fn truncate(&mut self, a: u8) -> Option<(u64, bool)> {
+        let length = self.model.len() as u64;
+        if length <= self.first {
+            return None;
+        }
+        let position = self.first + u64::from(a) % (length - self.first);
+        let acknowledged = self.log.truncate_after(position).is_ok();
+        // Clocks move on: an event written after the cut never has the
+        // timestamp of one cut (snapshots rely on it).
+        *self.clock += 1;
+        Some((position, acknowledged))
+    }
+
+    /// A purge before an even position. Returns that position.
+    fn purge(&mut self, a: u8) -> (u64, bool) {
+        let position = u64::from(a) * 2;
+        (position, self.log.purge_before(position).is_ok())
+    }
+
+    /// A snapshot of a stream's event count at the end of the log.
+    fn snapshot(&mut self, a: u8, b: u8) -> bool {
+        let stream = format!("s-{}", usize::from(a) % STREAMS);
+        let Some(last) = (self.model.len() as u64).checked_sub(1).filter(|&p| p >= self.first) else {
+            return true;
+        };
+        let next = last as usize + 1;
+        let count = self.model[..next].iter().filter(|w| w.stream == stream).count() as u64;
+        let meta = SnapshotMeta {
+            name: format!("count-{stream}"),
+            next_position: next as u64,
+            timestamp_ns: self.model[last as usize].timestamp_ns,
+            version: count,
+            schema_version: 1,
+        };
+        SnapshotStore::open(self.log)
+            .keep_last(1 + usize::from(b % 3))
+            .write_anchored(&meta, &count.to_le_bytes(), &self.log.view())
+            .is_ok()
+    }
+}
+
+fn assert_purged(first: u64, before: u64, position: u64) {
+    assert!(first == before || (first > before && first <= position), "purge moved the start past {position}");
+}
+
 fuzz_target!(|data: &[u8]| {
     let Ok(directory) = tempfile::tempdir() else { return };
     let storage = PowerLossStorage::new();
@@ -63,27 +181,18 @@ fuzz_target!(|data: &[u8]| {
     let mut first = 0u64;
     let mut clock = 1_000u64;
     for step in data.chunks_exact(3).take(64) {
-        let (operation, a, b) = (step[0] % 11, step[1], step[2]);
+        let (operation, a, b) = (step[0] % 12, step[1], step[2]);
+        let mut run = Run { log: &log, model: &model, first, clock: &mut clock };
         match operation {
             0..=3 => {
-                let count = 1 + usize::from(a % 4);
-                let mut batch = Vec::new();
-                for i in 0..count {
-                    clock += u64::from(b % 3);
-                    let stream = format!("s-{}", (usize::from(a) + i) % 5);
-                    batch.push(Written { stream, payload: vec![b; usize::from(b) * 3 % 400], timestamp_ns: clock });
-                }
-                let events: Vec<NewEvent<'_>> = batch
-                    .iter()
-                    .map(|w| NewEvent::new(&w.stream, "E", &w.payload).with_timestamp_ns(w.timestamp_ns))
-                    .collect();
-                log.append_batch(&events).expect("append with the power on");
+                let (batch, acknowledged) = run.append(a, b);
+                assert!(acknowledged, "append with the power on");
                 model.extend(batch);
             }
             4 => {
                 if let Some(position) = (model.len() as u64).checked_sub(1 + u64::from(a) % 5).filter(|&p| p >= first) {
                     let event = log.read(position).expect("read").expect("present");
-                    assert_eq!(event.payload, model[position as usize].payload);
+                    assert_event(&event.as_event_ref(), &model, &versions(&model));
                 }
             }
             5 => {
@@ -92,72 +201,95 @@ fuzz_target!(|data: &[u8]| {
                 let expected =
                     model.iter().enumerate().skip(first as usize).rev().find(|(_, w)| w.timestamp_ns <= time);
                 assert_eq!(view.position_at(time).expect("seek"), expected.map(|(p, _)| p as u64));
-                let stream = format!("s-{}", a % 5);
+                // A stream read from a version returns exactly the stream's
+                // events from that version on (those not purged), in order.
+                let stream = format!("s-{}", usize::from(a) % STREAMS);
                 let from = u64::from(b % 8);
-                let count = view.read_stream(&stream, from).expect("stream").map(|e| e.expect("event")).count();
-                let all = model.iter().filter(|w| w.stream == stream).count() as u64;
-                let purged = model[..first as usize].iter().filter(|w| w.stream == stream).count() as u64;
-                assert_eq!(count as u64, all.saturating_sub(from.max(purged)));
+                let versions = versions(&model);
+                let expected: Vec<u64> = (first..model.len() as u64)
+                    .filter(|&p| model[p as usize].stream == stream && versions[p as usize] >= from)
+                    .collect();
+                let mut read = Vec::new();
+                for event in view.read_stream(&stream, from).expect("stream") {
+                    let event = event.expect("stream event");
+                    assert_event(&event, &model, &versions);
+                    read.push(event.position);
+                }
+                assert_eq!(read, expected, "stream {stream} from version {from}");
             }
             6 => {
-                let length = model.len() as u64;
-                if length > first {
-                    let position = first + u64::from(a) % (length - first);
-                    log.truncate_after(position).expect("truncate");
+                if let Some((position, acknowledged)) = run.truncate(a) {
+                    assert!(acknowledged, "truncate with the power on");
                     model.truncate(position as usize + 1);
-                    // Clocks move on: an event written after the cut never
-                    // has the timestamp of one cut (snapshots rely on it).
-                    clock += 1;
                 }
             }
             7 => {
-                let position = u64::from(a) * 2;
                 let before = first;
-                log.purge_before(position).expect("purge");
+                let (position, acknowledged) = run.purge(a);
+                assert!(acknowledged, "purge with the power on");
                 first = log.first_position();
-                assert!(
-                    first == before || (first > before && first <= position),
-                    "purge moved the start past {position}"
-                );
-            }
-            10 => {
-                let stream = format!("s-{}", a % 5);
-                if let Some(last) = (model.len() as u64).checked_sub(1).filter(|&p| p >= first) {
-                    let next = last as usize + 1;
-                    let count = model[..next].iter().filter(|w| w.stream == stream).count() as u64;
-                    let meta = SnapshotMeta {
-                        name: format!("count-{stream}"),
-                        next_position: next as u64,
-                        timestamp_ns: model[last as usize].timestamp_ns,
-                        version: count,
-                        schema_version: 1,
-                    };
-                    SnapshotStore::open(&log)
-                        .keep_last(1 + usize::from(b % 3))
-                        .write_anchored(&meta, &count.to_le_bytes(), &log.view())
-                        .expect("snapshot");
-                }
+                assert_purged(first, before, position);
             }
             8 => {
                 drop(log);
                 log = Log::open(directory.path(), options(&storage)).expect("reopen");
             }
+            9 => assert!(run.snapshot(a, b), "snapshot with the power on"),
             _ => {
-                // Power loss at one of the next syncs of an append.
-                storage.lose_power_after_syncs(u64::from(a % 4));
-                let stream = format!("s-{}", b % 5);
-                clock += 1;
-                let extra = Written { stream, payload: vec![a; 10], timestamp_ns: clock };
-                let appended =
-                    log.append(&NewEvent::new(&extra.stream, "E", &extra.payload).with_timestamp_ns(clock)).is_ok();
-                storage.lose_power();
+                // The power goes at one of the next few syncs or writes of
+                // an operation chosen by `b`.
+                let countdown = u64::from(a % 8);
+                if a & 0x80 == 0 {
+                    storage.lose_power_after_syncs(countdown);
+                } else {
+                    storage.lose_power_after_writes(countdown);
+                }
+                let before = (model.len() as u64, first);
+                let mut batch = None;
+                let mut cut = None;
+                let mut purge = None;
+                match b % 5 {
+                    0 => batch = Some(run.append(a >> 3, b / 5)),
+                    1 => cut = run.truncate(b / 5),
+                    2 => {
+                        let (position, acknowledged) = run.purge(b / 5);
+                        purge = Some((position, acknowledged.then(|| log.first_position())));
+                    }
+                    3 => {
+                        let _ = run.snapshot(a >> 3, b / 5);
+                    }
+                    // Only the clean close: every event is durable already.
+                    _ => {}
+                }
+                // The close runs under what is left of the countdown.
                 drop(log);
+                storage.lose_power();
                 storage.restart().expect("restart");
                 log = Log::open(directory.path(), options(&storage)).expect("open after power loss");
-                // Acknowledged means durable; an append that failed may still
-                // have reached the disk before its sync failed.
-                if appended || log.next_position() == model.len() as u64 + 1 {
-                    model.push(extra);
+                let next = log.next_position();
+                if let Some((written, acknowledged)) = batch {
+                    // Acknowledged means durable; a batch that failed may
+                    // have reached the disk before its sync failed, but only
+                    // whole.
+                    let whole = before.0 + written.len() as u64;
+                    assert!(next == before.0 || next == whole, "a batch half there: {next}");
+                    assert!(!acknowledged || next == whole, "an acknowledged batch was lost");
+                    if next == whole {
+                        model.extend(written);
+                    }
+                }
+                if let Some((position, acknowledged)) = cut {
+                    assert!(next == before.0 || next == position + 1, "a cut half done: {next}");
+                    assert!(!acknowledged || next == position + 1, "an acknowledged cut was undone");
+                    model.truncate(next as usize);
+                }
+                if let Some((position, acknowledged_first)) = purge {
+                    first = log.first_position();
+                    assert_purged(first, before.1, position);
+                    // An acknowledged purge is durable: its removals stay removed.
+                    if let Some(acknowledged_first) = acknowledged_first {
+                        assert_eq!(first, acknowledged_first, "an acknowledged purge was undone");
+                    }
                 }
             }
         }

@@ -1,8 +1,9 @@
 //! A storage that can lose power: it remembers what has been made durable
-//! (file contents by `sync_data`, directory entries by `sync_dir`) and, on a
-//! simulated power loss, puts the directory back to exactly that.
+//! (file contents by `sync_data`, directory entries by `sync_dir`, of files
+//! and of the directories it created) and, on a simulated power loss, puts
+//! the directories back to exactly that.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,6 +22,11 @@ struct Shadow {
     current_entries: HashMap<PathBuf, u64>,
     /// File contents as of each file's last `sync_data`.
     durable_contents: HashMap<u64, Vec<u8>>,
+    /// Directories made by `create_dir_all` (each one it had to create).
+    created_directories: HashSet<PathBuf>,
+    /// Of those, the ones whose entry a `sync_dir` of their parent made
+    /// durable.
+    durable_directories: HashSet<PathBuf>,
     next_identity: u64,
     /// Syncs (file or directory) still allowed before the power goes.
     syncs_before_loss: Option<u64>,
@@ -39,7 +45,9 @@ struct Shadow {
 /// rewrites the directory as a disk would hold it: only files whose directory
 /// entry was synced, each with the content of its last sync. Every byte not
 /// yet synced, every rename or new file not yet made durable by a directory
-/// sync, is gone. All files must be created through this storage.
+/// sync, is gone; so is a directory it created whose entry no sync of its
+/// parent made durable, with all it holds. All files must be created
+/// through this storage.
 #[derive(Debug, Clone, Default)]
 pub struct PowerLossStorage {
     shadow: Arc<Mutex<Shadow>>,
@@ -108,6 +116,24 @@ impl PowerLossStorage {
             let contents = shadow.durable_contents.get(identity).cloned().unwrap_or_default();
             std::fs::write(path, contents)?;
         }
+        // A directory whose entry never became durable is gone, with all it
+        // holds, and so is every directory under it.
+        let vanished: Vec<PathBuf> = shadow
+            .created_directories
+            .iter()
+            .filter(|directory| !shadow.durable_directories.contains(*directory))
+            .cloned()
+            .collect();
+        for directory in &vanished {
+            match std::fs::remove_dir_all(directory) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+                _ => {}
+            }
+        }
+        let survives = |path: &Path| !vanished.iter().any(|directory| path.starts_with(directory));
+        shadow.durable_entries.retain(|path, _| survives(path));
+        shadow.created_directories.retain(|path| survives(path));
+        shadow.durable_directories.retain(|path| survives(path));
         shadow.current_entries = shadow.durable_entries.clone();
         shadow.dead = false;
         shadow.syncs_before_loss = None;
@@ -169,7 +195,16 @@ fn power_is_out() -> io::Error {
 
 impl Storage for PowerLossStorage {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        StdStorage.create_dir_all(path)
+        self.check_alive()?;
+        let mut missing = Vec::new();
+        let mut next = Some(path);
+        while let Some(directory) = next.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            missing.push(directory.to_path_buf());
+            next = directory.parent();
+        }
+        StdStorage.create_dir_all(path)?;
+        self.shadow.lock().created_directories.extend(missing);
+        Ok(())
     }
 
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
@@ -224,6 +259,9 @@ impl Storage for PowerLossStorage {
             .map(|(entry, identity)| (entry.clone(), *identity))
             .collect();
         shadow.durable_entries.extend(now);
+        let shadow = &mut *shadow;
+        let synced = shadow.created_directories.iter().filter(|directory| super::parent_of(directory) == path);
+        shadow.durable_directories.extend(synced.cloned());
         Ok(())
     }
 
@@ -284,5 +322,47 @@ impl StorageFile for PowerLossFile {
 
     fn try_lock(&self) -> io::Result<bool> {
         self.inner.try_lock()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Creates `root/a/b` and in it a file `file`, durably, with `b`'s entry
+    /// in `a` durable too (but not `a`'s in the root); returns `root/a/b`.
+    fn nested_with_a_durable_file(storage: &PowerLossStorage, root: &Path) -> PathBuf {
+        let nested = root.join("a").join("b");
+        storage.create_dir_all(&nested).expect("create");
+        let file = storage.open(&nested.join("file"), OpenMode::CreateNew).expect("create");
+        file.write_all_at(b"kept", 0).expect("write");
+        file.sync_data().expect("sync");
+        storage.sync_dir(&nested).expect("sync b");
+        storage.sync_dir(&root.join("a")).expect("sync a");
+        nested
+    }
+
+    #[test]
+    fn a_directory_whose_entry_was_never_synced_is_gone_after_a_power_loss() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let storage = PowerLossStorage::new();
+        nested_with_a_durable_file(&storage, root.path());
+        storage.lose_power();
+        storage.restart().expect("restart");
+        assert!(!root.path().join("a").exists(), "a directory never synced into its parent survived");
+    }
+
+    #[test]
+    fn a_directory_synced_into_its_parent_survives_with_its_durable_files() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let storage = PowerLossStorage::new();
+        let nested = nested_with_a_durable_file(&storage, root.path());
+        storage.sync_dir(root.path()).expect("sync root");
+        // Made after the syncs: gone, while the directories stay.
+        storage.create_dir_all(&nested.join("c")).expect("create c");
+        storage.lose_power();
+        storage.restart().expect("restart");
+        assert_eq!(std::fs::read(nested.join("file")).expect("the durable file"), b"kept");
+        assert!(!nested.join("c").exists(), "a directory made after the last sync survived");
     }
 }
