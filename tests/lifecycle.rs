@@ -194,12 +194,8 @@ fn a_full_disk_fails_the_append_and_damages_nothing() {
 #[test]
 fn a_failed_fsync_poisons_the_log_and_reopen_recovers() {
     let directory = tempfile::tempdir().unwrap();
-    let storage = FaultyStorage::new();
-    let plan = storage.plan();
-    let options = LogOptions::default()
-        .segment_capacity_bytes(SMALL_SEGMENT_BYTES)
-        .durability(Durability::Sync)
-        .storage(Arc::new(storage));
+    let (options, plan) =
+        with_faults(LogOptions::default().segment_capacity_bytes(SMALL_SEGMENT_BYTES).durability(Durability::Sync));
     let log = Log::open(directory.path(), options.clone()).unwrap();
     append_range(&log, 0, 5, 1);
     let syncs_before = plan.syncs();

@@ -1,8 +1,8 @@
 //! Checks durability against simulated power loss (`PowerLossStorage`): the
 //! power goes at every sync point, and at every write, of a small workload in
-//! turn (exhaustively),
-//! and at random sync points of a larger one (seeded; a failing seed is
-//! printed), and at every sync point of a purge and the clean close after it
+//! turn (exhaustively), at random sync points and writes of a larger one
+//! (seeded; a failing seed is printed and `CHRONOLOG_POWER_SEED` replays
+//! it), and at every sync point of a purge and the clean close after it
 //! (the manifest, stream tables and the clean-close index are written there).
 //! After the restart only what was synced is on disk, and the log
 //! must hold every event acknowledged with `Durability::Sync`, be a gap-free
@@ -175,24 +175,27 @@ fn power_loss_at_every_sync_point_of_a_purge_and_a_clean_close() {
 }
 
 #[test]
-fn power_loss_at_random_sync_points_of_a_larger_workload() {
+fn power_loss_at_random_sync_points_and_writes_of_a_larger_workload() {
     const EVENTS: u64 = 300;
     let seed: u64 = std::env::var("CHRONOLOG_POWER_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
     });
     eprintln!("power loss seed: CHRONOLOG_POWER_SEED={seed}");
-    let (total, _) = crash_and_check(EVENTS, Cut::Never, "no power loss");
+    let (total_syncs, total_writes) = crash_and_check(EVENTS, Cut::Never, "no power loss");
     let mut state = seed | 1;
-    for round in 0..20 {
+    for round in 0..30 {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        let syncs = state % total;
-        crash_and_check(
-            EVENTS,
-            Cut::AfterSyncs(syncs),
-            &format!("seed {seed} round {round}: power lost after {syncs} syncs"),
-        );
+        // Rounds alternate: the power goes at a sync, then at a write.
+        let (cut, label) = if round % 2 == 0 {
+            let syncs = state % total_syncs;
+            (Cut::AfterSyncs(syncs), format!("power lost after {syncs} syncs"))
+        } else {
+            let writes = state % total_writes;
+            (Cut::AfterWrites(writes), format!("power lost after {writes} writes"))
+        };
+        crash_and_check(EVENTS, cut, &format!("seed {seed} round {round}: {label}"));
     }
 }
 

@@ -20,10 +20,12 @@ pub struct FaultPlan {
     writes_before_failure: AtomicI64,
     tear_failed_write: AtomicI64,
     syncs_before_failure: AtomicI64,
+    metadata_before_failure: AtomicI64,
     space_left_bytes: AtomicI64,
     fail_writebacks: AtomicBool,
     writes: AtomicU64,
     syncs: AtomicU64,
+    metadata_operations: AtomicU64,
     writeback_requests: Mutex<Vec<(PathBuf, u64, u64)>>,
 }
 
@@ -33,10 +35,12 @@ impl Default for FaultPlan {
             writes_before_failure: AtomicI64::new(-1),
             tear_failed_write: AtomicI64::new(0),
             syncs_before_failure: AtomicI64::new(-1),
+            metadata_before_failure: AtomicI64::new(-1),
             space_left_bytes: AtomicI64::new(-1),
             fail_writebacks: AtomicBool::new(false),
             writes: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
+            metadata_operations: AtomicU64::new(0),
             writeback_requests: Mutex::new(Vec::new()),
         }
     }
@@ -57,6 +61,12 @@ impl FaultPlan {
         self.syncs_before_failure.store(count as i64, Ordering::SeqCst);
     }
 
+    /// Lets `count` changes of directory entries (renames, removals,
+    /// directory creations) through, then fails the next one with EIO.
+    pub fn fail_metadata_after(&self, count: u64) {
+        self.metadata_before_failure.store(count as i64, Ordering::SeqCst);
+    }
+
     /// Allows `bytes` more bytes of growth (allocation or writes past a file's
     /// end) before returning ENOSPC.
     pub fn limit_space(&self, bytes: u64) {
@@ -73,6 +83,7 @@ impl FaultPlan {
     pub fn heal(&self) {
         self.writes_before_failure.store(-1, Ordering::SeqCst);
         self.syncs_before_failure.store(-1, Ordering::SeqCst);
+        self.metadata_before_failure.store(-1, Ordering::SeqCst);
         self.space_left_bytes.store(-1, Ordering::SeqCst);
         self.fail_writebacks.store(false, Ordering::SeqCst);
     }
@@ -85,6 +96,11 @@ impl FaultPlan {
     /// Syncs (file and directory) seen so far.
     pub fn syncs(&self) -> u64 {
         self.syncs.load(Ordering::SeqCst)
+    }
+
+    /// Renames, removals and directory creations seen so far.
+    pub fn metadata_operations(&self) -> u64 {
+        self.metadata_operations.load(Ordering::SeqCst)
     }
 
     /// Calls of [`StorageFile::start_writeback`] seen so far, failed ones
@@ -113,6 +129,14 @@ impl FaultPlan {
     fn check_sync(&self) -> io::Result<()> {
         self.syncs.fetch_add(1, Ordering::SeqCst);
         if Self::countdown(&self.syncs_before_failure) {
+            return Err(io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error()));
+        }
+        Ok(())
+    }
+
+    fn check_metadata(&self) -> io::Result<()> {
+        self.metadata_operations.fetch_add(1, Ordering::SeqCst);
+        if Self::countdown(&self.metadata_before_failure) {
             return Err(io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error()));
         }
         Ok(())
@@ -154,6 +178,7 @@ impl FaultyStorage {
 
 impl Storage for FaultyStorage {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.plan.check_metadata()?;
         StdStorage.create_dir_all(path)
     }
 
@@ -167,10 +192,12 @@ impl Storage for FaultyStorage {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.plan.check_metadata()?;
         StdStorage.remove_file(path)
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.plan.check_metadata()?;
         StdStorage.rename(from, to)
     }
 

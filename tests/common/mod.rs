@@ -134,3 +134,10 @@ impl AckingChild {
         self.acks
     }
 }
+
+/// `options` over a fresh `FaultyStorage`, with the plan that arms its faults.
+pub fn with_faults(options: LogOptions) -> (LogOptions, std::sync::Arc<chronolog::storage::FaultPlan>) {
+    let storage = chronolog::storage::FaultyStorage::new();
+    let plan = storage.plan();
+    (options.storage(std::sync::Arc::new(storage)), plan)
+}

@@ -1,0 +1,194 @@
+//! Checks the promises about I/O errors (over `FaultyStorage`): an EIO at
+//! any sync, any write, or any change of a directory entry (rename, removal,
+//! directory creation) of a durable workload that rolls segments never
+//! loses an acknowledged event; an append that fails without poisoning the
+//! log wrote nothing; a failed fsync poisons the log and is never retried,
+//! with one thread or with many waiting on it (group commit), or from
+//! `Log::sync`; and a reopen on healthy storage recovers every acknowledged
+//! event.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+
+use chronolog::storage::FaultPlan;
+use chronolog::{Durability, Error, Log, LogOptions, NewEvent};
+use common::*;
+
+/// Events of the sweep's workload: with 4 KiB segments, 60 events fill about
+/// three segments, so the workload rolls twice.
+const EVENTS: u64 = 60;
+
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Sync,
+    Write { torn: bool },
+    EntryChange,
+}
+
+impl Fault {
+    fn arm(self, plan: &FaultPlan, count: u64) {
+        match self {
+            Fault::Sync => plan.fail_sync_after(count),
+            Fault::Write { torn } => plan.fail_write_after(count, torn),
+            Fault::EntryChange => plan.fail_metadata_after(count),
+        }
+    }
+}
+
+fn append_one(log: &Log, position: u64) -> chronolog::Result<u64> {
+    let (stream, payload) = (stream_of(position), payload_of(position));
+    log.append(&NewEvent::new(&stream, "Happened", &payload)).map(|appended| appended.position)
+}
+
+/// Runs the workload with `fault` armed to fire at its `count`-th
+/// operation; returns false when the workload ended before it fired.
+fn run_with_fault(fault: Fault, count: u64) -> bool {
+    let directory = tempfile::tempdir().unwrap();
+    let (options, plan) =
+        with_faults(LogOptions::default().segment_capacity_bytes(SMALL_SEGMENT_BYTES).durability(Durability::Sync));
+    let log = Log::open(directory.path(), options.clone()).unwrap();
+    fault.arm(&plan, count);
+    let mut acknowledged = 0;
+    let mut failed = None;
+    while acknowledged < EVENTS {
+        match append_one(&log, acknowledged) {
+            Ok(position) => {
+                assert_eq!(position, acknowledged, "{fault:?} at {count}");
+                acknowledged += 1;
+            }
+            Err(error) => {
+                failed = Some(error);
+                break;
+            }
+        }
+    }
+    let Some(error) = failed else {
+        // A fault in a hint (an index, a stream table, the manifest) may
+        // fail nothing: then the log must simply hold the workload.
+        drop(log);
+        plan.heal();
+        let log = Log::open(directory.path(), options).unwrap();
+        assert_deterministic(&log, EVENTS);
+        return fault_fired(&plan, fault, count);
+    };
+    assert!(!matches!(error, Error::WrongExpectedVersion { .. }), "{fault:?} at {count}: {error}");
+    // The same event again: a log that is not poisoned wrote nothing of the
+    // failed append, so the event takes the failed one's position.
+    plan.heal();
+    match append_one(&log, acknowledged) {
+        Ok(position) => {
+            assert_eq!(position, acknowledged, "{fault:?} at {count}: a failed append left a record ({error})");
+            acknowledged += 1;
+        }
+        Err(Error::Poisoned { .. }) => {}
+        Err(other) => panic!("{fault:?} at {count}: after {error}, a retry failed with {other}"),
+    }
+    drop(log);
+    let log = Log::open(directory.path(), options)
+        .unwrap_or_else(|reopen| panic!("{fault:?} at {count}: reopen after {error} failed: {reopen}"));
+    // Every acknowledged event is there; the failed append's record may be
+    // too, if it reached the file before the failure.
+    let next = log.next_position();
+    assert!(next == acknowledged || next == acknowledged + 1, "{fault:?} at {count}: {next} after {acknowledged}");
+    assert_deterministic(&log, next);
+    true
+}
+
+/// True when the plan's countdown reached the planned operation.
+fn fault_fired(plan: &FaultPlan, fault: Fault, count: u64) -> bool {
+    let seen = match fault {
+        Fault::Sync => plan.syncs(),
+        Fault::Write { .. } => plan.writes(),
+        Fault::EntryChange => plan.metadata_operations(),
+    };
+    seen > count
+}
+
+#[test]
+fn an_io_error_at_every_sync_write_and_entry_change_of_a_rolling_workload_keeps_what_was_acknowledged() {
+    for fault in [Fault::Sync, Fault::Write { torn: false }, Fault::Write { torn: true }, Fault::EntryChange] {
+        let mut count = 0;
+        while run_with_fault(fault, count) {
+            count += 1;
+            assert!(count < 10_000, "{fault:?}: the workload never ends");
+        }
+        // Each kind has operations to fail: the workload syncs every append,
+        // writes every record and renames files at every roll (2 here).
+        eprintln!("{fault:?}: failed at each of {count} operations");
+        let minimum = if matches!(fault, Fault::EntryChange) { 4 } else { EVENTS };
+        assert!(count >= minimum, "{fault:?}: only {count} operations");
+    }
+}
+
+#[test]
+fn a_failed_fsync_under_group_commit_fails_its_waiters_and_is_never_retried() {
+    const THREADS: usize = 8;
+    const APPENDS: u64 = 40;
+    let directory = tempfile::tempdir().unwrap();
+    let (options, plan) = with_faults(LogOptions::default().durability(Durability::Sync));
+    let log = Log::open(directory.path(), options.clone()).unwrap();
+    let syncs_before = plan.syncs();
+    plan.fail_sync_after(10);
+    let start = Arc::new(Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let (log, start) = (log.clone(), Arc::clone(&start));
+            std::thread::spawn(move || {
+                let stream = format!("thread-{thread}");
+                start.wait();
+                let mut acknowledged = 0u64;
+                for round in 0..APPENDS {
+                    match log.append(&NewEvent::new(&stream, "Tick", &round.to_le_bytes())) {
+                        Ok(_) => acknowledged += 1,
+                        Err(error) => return (acknowledged, Some(error)),
+                    }
+                }
+                (acknowledged, None)
+            })
+        })
+        .collect();
+    let results: Vec<(u64, Option<Error>)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    // The 11th fsync failed; none ran after it.
+    assert_eq!(plan.syncs(), syncs_before + 11, "a failed fsync was retried, or another ran after it");
+    assert!(results.iter().all(|(_, error)| error.is_some()), "a thread appended on after the failure");
+    assert!(results.iter().any(|(_, error)| matches!(error, Some(Error::Io { .. }))), "{results:?}");
+    for (_, error) in &results {
+        assert!(matches!(error, Some(Error::Io { .. } | Error::Poisoned { .. })), "{error:?}");
+    }
+    assert!(matches!(log.sync(), Err(Error::Poisoned { .. })));
+    drop(log);
+    plan.heal();
+    let log = Log::open(directory.path(), options).unwrap();
+    for (thread, (acknowledged, _)) in results.iter().enumerate() {
+        // A thread's acknowledged events are the first of its stream, in
+        // order; a failed one may follow if it reached the file.
+        let events: Vec<_> =
+            log.view().read_stream(&format!("thread-{thread}"), 0).unwrap().map(|e| e.unwrap().to_event()).collect();
+        assert!(events.len() as u64 >= *acknowledged, "thread {thread}: {} of {acknowledged}", events.len());
+        assert!(events.len() as u64 <= acknowledged + 1, "thread {thread}: {} after {acknowledged}", events.len());
+        for (round, event) in events.iter().enumerate() {
+            assert_eq!(event.payload, (round as u64).to_le_bytes(), "thread {thread}, round {round}");
+            assert_eq!(event.stream_version, round as u64);
+        }
+    }
+}
+
+#[test]
+fn a_failed_sync_call_poisons_the_log_and_is_never_retried() {
+    let directory = tempfile::tempdir().unwrap();
+    let (options, plan) = with_faults(LogOptions::default().durability(Durability::None));
+    let log = Log::open(directory.path(), options.clone()).unwrap();
+    append_range(&log, 0, 10, 3);
+    let syncs_before = plan.syncs();
+    plan.fail_sync_after(0);
+    assert!(matches!(log.sync(), Err(Error::Io { .. })));
+    assert!(matches!(log.sync(), Err(Error::Poisoned { .. })));
+    assert!(matches!(append_one(&log, 10), Err(Error::Poisoned { .. })));
+    assert_eq!(plan.syncs(), syncs_before + 1, "the failed fsync was retried");
+    drop(log);
+    plan.heal();
+    // The records are in the page cache of this (real) file system.
+    let log = Log::open(directory.path(), options).unwrap();
+    assert_deterministic(&log, 10);
+}
