@@ -1,5 +1,5 @@
 //! Checks the promises about I/O errors (over `FaultyStorage`): an EIO at
-//! any sync, any write, or any change of a directory entry (rename, removal,
+//! any sync, an EIO or ENOSPC at any write, or any change of a directory entry (rename, removal,
 //! directory creation) of a durable workload that rolls segments never
 //! loses an acknowledged event; an append that fails without poisoning the
 //! log wrote nothing; a failed fsync poisons the log and is never retried,
@@ -22,7 +22,11 @@ const EVENTS: u64 = 60;
 #[derive(Clone, Copy, Debug)]
 enum Fault {
     Sync,
-    Write { torn: bool },
+    Write {
+        torn: bool,
+    },
+    /// ENOSPC on a write, inside a segment's allocation too.
+    WriteNoSpace,
     EntryChange,
 }
 
@@ -31,6 +35,7 @@ impl Fault {
         match self {
             Fault::Sync => plan.fail_sync_after(count),
             Fault::Write { torn } => plan.fail_write_after(count, torn),
+            Fault::WriteNoSpace => plan.fail_write_with_no_space_after(count),
             Fault::EntryChange => plan.fail_metadata_after(count),
         }
     }
@@ -72,7 +77,10 @@ fn run_with_fault(fault: Fault, count: u64) -> bool {
         assert_deterministic(&log, EVENTS);
         return fault_fired(&plan, fault, count);
     };
-    assert!(!matches!(error, Error::WrongExpectedVersion { .. }), "{fault:?} at {count}: {error}");
+    assert!(matches!(error, Error::Io { .. } | Error::StorageFull { .. }), "{fault:?} at {count}: {error}");
+    if matches!(fault, Fault::WriteNoSpace) {
+        assert!(matches!(error, Error::StorageFull { .. }), "a full disk reported as {error}");
+    }
     // The same event again: a log that is not poisoned wrote nothing of the
     // failed append, so the event takes the failed one's position.
     plan.heal();
@@ -99,7 +107,7 @@ fn run_with_fault(fault: Fault, count: u64) -> bool {
 fn fault_fired(plan: &FaultPlan, fault: Fault, count: u64) -> bool {
     let seen = match fault {
         Fault::Sync => plan.syncs(),
-        Fault::Write { .. } => plan.writes(),
+        Fault::Write { .. } | Fault::WriteNoSpace => plan.writes(),
         Fault::EntryChange => plan.metadata_operations(),
     };
     seen > count
@@ -107,7 +115,14 @@ fn fault_fired(plan: &FaultPlan, fault: Fault, count: u64) -> bool {
 
 #[test]
 fn an_io_error_at_every_sync_write_and_entry_change_of_a_rolling_workload_keeps_what_was_acknowledged() {
-    for fault in [Fault::Sync, Fault::Write { torn: false }, Fault::Write { torn: true }, Fault::EntryChange] {
+    let faults = [
+        Fault::Sync,
+        Fault::Write { torn: false },
+        Fault::Write { torn: true },
+        Fault::WriteNoSpace,
+        Fault::EntryChange,
+    ];
+    for fault in faults {
         let mut count = 0;
         while run_with_fault(fault, count) {
             count += 1;

@@ -19,6 +19,10 @@ const SECTOR_BYTES: usize = 512;
 pub struct FaultPlan {
     writes_before_failure: AtomicI64,
     tear_failed_write: AtomicI64,
+    /// The failed write's error: EIO, or ENOSPC (a file system that
+    /// allocates on write, copy-on-write ones, can run out of space inside
+    /// a preallocated file).
+    failed_write_no_space: AtomicBool,
     syncs_before_failure: AtomicI64,
     metadata_before_failure: AtomicI64,
     space_left_bytes: AtomicI64,
@@ -34,6 +38,7 @@ impl Default for FaultPlan {
         FaultPlan {
             writes_before_failure: AtomicI64::new(-1),
             tear_failed_write: AtomicI64::new(0),
+            failed_write_no_space: AtomicBool::new(false),
             syncs_before_failure: AtomicI64::new(-1),
             metadata_before_failure: AtomicI64::new(-1),
             space_left_bytes: AtomicI64::new(-1),
@@ -51,7 +56,17 @@ impl FaultPlan {
     /// `torn`, the failing write first writes its leading whole sectors, as a
     /// crash or a dying disk would.
     pub fn fail_write_after(&self, count: u64, torn: bool) {
+        self.failed_write_no_space.store(false, Ordering::SeqCst);
         self.tear_failed_write.store(i64::from(torn), Ordering::SeqCst);
+        self.writes_before_failure.store(count as i64, Ordering::SeqCst);
+    }
+
+    /// Lets `count` writes through, then fails the next one with ENOSPC,
+    /// wherever it writes (inside a file's allocation too, as a
+    /// copy-on-write file system can).
+    pub fn fail_write_with_no_space_after(&self, count: u64) {
+        self.failed_write_no_space.store(true, Ordering::SeqCst);
+        self.tear_failed_write.store(0, Ordering::SeqCst);
         self.writes_before_failure.store(count as i64, Ordering::SeqCst);
     }
 
@@ -237,7 +252,12 @@ impl StorageFile for FaultyFile {
                 let kept = (bytes.len() / 2) / SECTOR_BYTES * SECTOR_BYTES;
                 self.inner.write_all_at(&bytes[..kept], offset)?;
             }
-            return Err(io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error()));
+            let errno = if self.plan.failed_write_no_space.load(Ordering::SeqCst) {
+                rustix::io::Errno::NOSPC
+            } else {
+                rustix::io::Errno::IO
+            };
+            return Err(io::Error::from_raw_os_error(errno.raw_os_error()));
         }
         let growth = (offset + bytes.len() as u64).saturating_sub(self.inner.len()?);
         self.plan.take_space(growth)?;
