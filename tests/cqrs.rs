@@ -673,3 +673,37 @@ fn a_runner_notices_a_rewrite_with_the_same_timestamps() {
         "the runner must stop rather than fold 40 onto a state holding 2 and 3"
     );
 }
+
+#[test]
+fn a_snapshot_folder_whose_directory_sync_failed_is_synced_by_the_next_write() {
+    let directory = tempfile::tempdir().unwrap();
+    let storage = FaultyStorage::new();
+    let plan = storage.plan();
+    // Durable appends: a snapshot write has no event to sync first.
+    let log = Log::open(directory.path(), options().durability(Durability::Sync).storage(Arc::new(storage))).unwrap();
+    log.append(&NewEvent::new("s", "T", b"")).unwrap();
+    let meta = |version| chronolog::snapshot::SnapshotMeta {
+        name: "count".into(),
+        next_position: 1,
+        timestamp_ns: log.last_timestamp_ns(),
+        version,
+        schema_version: 1,
+    };
+    // The first write makes the folders, and the sync of the first of their
+    // entries fails: the folders stay, their names are not durable.
+    plan.fail_sync_after(0);
+    let failed = SnapshotStore::open(&log).write(&meta(1), b"1");
+    assert!(matches!(failed, Err(Error::Io { .. })), "{failed:?}");
+    assert!(directory.path().join("snapshots").exists());
+    // A new store finds them in place and still syncs both entries (the
+    // folder's in the root, the root's in the log directory) once, before
+    // the first snapshot it writes counts; its next write syncs neither.
+    let store = SnapshotStore::open(&log);
+    let before = plan.syncs();
+    store.write(&meta(2), b"2").unwrap();
+    let first_write = plan.syncs() - before;
+    let before = plan.syncs();
+    store.write(&meta(3), b"3").unwrap();
+    let second_write = plan.syncs() - before;
+    assert_eq!(first_write, second_write + 2, "syncs of the first write {first_write}, of the next {second_write}");
+}

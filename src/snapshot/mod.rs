@@ -203,6 +203,11 @@ pub struct SnapshotStore {
     /// anchored writes are then checked against it, and kept apart from its
     /// truncations. Weak, so that a store never keeps a log open.
     log: Option<crate::log::WeakLog>,
+    /// Folders whose entries (and the root's) this store made durable: a
+    /// folder found in place is not known to be (the process that made it
+    /// may have failed, or crashed, before its directory sync), so each is
+    /// synced into its parent once per store before a snapshot in it counts.
+    durable_folders: Arc<parking_lot::Mutex<std::collections::HashSet<PathBuf>>>,
 }
 
 /// Distinguishes the temporary files of concurrent writes in this process.
@@ -232,6 +237,7 @@ impl SnapshotStore {
             keep_last: KEEP_LAST_DEFAULT,
             keep_spread: 0,
             log: None,
+            durable_folders: Arc::default(),
         }
     }
 
@@ -526,17 +532,24 @@ impl SnapshotStore {
     }
 
     fn create_folder(&self, folder: &Path) -> Result<()> {
-        if self.storage.exists(folder).map_err(|e| Error::io("stat", folder, e))? {
+        if self.durable_folders.lock().contains(folder) {
             return Ok(());
         }
-        let root_existed = self.storage.exists(&self.root).map_err(|e| Error::io("stat", &self.root, e))?;
-        self.storage.create_dir_all(folder).map_err(|e| Error::io("create directory", folder, e))?;
-        // The new folders' names must be durable before a snapshot in them is.
+        if !self.storage.exists(folder).map_err(|e| Error::io("stat", folder, e))? {
+            self.storage.create_dir_all(folder).map_err(|e| Error::io("create directory", folder, e))?;
+        }
+        // The folders' names must be durable before a snapshot in them is:
+        // the folder's in the root, the root's in the log directory. Both
+        // are synced even when the folders were there already (see
+        // `durable_folders`); the root once per store.
         self.storage.sync_dir(&self.root).map_err(|e| Error::io("sync directory", &self.root, e))?;
-        if !root_existed {
+        let mut durable = self.durable_folders.lock();
+        if !durable.contains(&self.root) {
             let parent = storage::parent_of(&self.root);
             self.storage.sync_dir(parent).map_err(|e| Error::io("sync directory", parent, e))?;
+            durable.insert(self.root.clone());
         }
+        durable.insert(folder.to_path_buf());
         Ok(())
     }
 
