@@ -5,7 +5,7 @@
 //! batches before the cut; damage in the middle of the active segment is an
 //! error (or, in salvage mode, a reported cut with a copy kept); a damaged
 //! stream table is rebuilt; a damaged TRUNCATE marker fails the open and cuts
-//! nothing.
+//! nothing; a salvage folder's name is durable before a copy in it is relied on.
 
 mod common;
 
@@ -478,4 +478,36 @@ fn a_damaged_truncate_marker_fails_the_open_and_cuts_nothing() {
     std::fs::remove_file(&marker).unwrap();
     let log = Log::open(directory.path(), small_options()).unwrap();
     assert_eq!(read_all(&log), expected);
+}
+
+#[test]
+fn salvage_syncs_the_log_directory_before_it_relies_on_a_salvage_folder_found_in_place() {
+    use std::sync::{Arc, Mutex};
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), LogOptions::default().durability(chronolog::Durability::None)).unwrap();
+    append_range(&log, 0, 20, 1);
+    let bounds = active_record_bounds(&log);
+    drop(log);
+    let active = segment_files(directory.path()).pop().unwrap();
+    flip_byte(&active, bounds[10].0 + 20);
+    remove_segment_indexes(directory.path());
+    // As an earlier salvage that failed to sync the folder's entry leaves it.
+    let salvage = directory.path().join("salvage");
+    std::fs::create_dir(&salvage).unwrap();
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let (on_sync, on_open) = (Arc::clone(&calls), Arc::clone(&calls));
+    let storage = common::hooked::HookedStorage {
+        sync_dir: Some(Box::new(move |path| on_sync.lock().unwrap().push(("sync", path.to_path_buf())))),
+        open: Some(Box::new(move |path, _| on_open.lock().unwrap().push(("open", path.to_path_buf())))),
+        ..Default::default()
+    };
+    let options = LogOptions::default().recovery_mode(RecoveryMode::Salvage).storage(Arc::new(storage));
+    let log = Log::open(directory.path(), options).unwrap();
+    assert_eq!(log.recovery_report().salvaged.len(), 1);
+    let calls = calls.lock().unwrap();
+    let copy = calls.iter().position(|(call, path)| *call == "open" && path.starts_with(&salvage)).expect("a copy");
+    assert!(
+        calls[..copy].iter().rev().take_while(|(call, _)| *call != "open").any(|(_, path)| path == directory.path()),
+        "the log directory was not synced right before the copy into salvage/: {calls:?}"
+    );
 }

@@ -25,10 +25,12 @@ fn salvage_path(storage: &dyn Storage, original: &Path) -> Result<PathBuf> {
     let directory = log_directory.join(SALVAGE_DIRECTORY);
     if !storage.exists(&directory).map_err(|e| Error::io("stat", &directory, e))? {
         storage.create_dir_all(&directory).map_err(|e| Error::io("create salvage folder", &directory, e))?;
-        // The folder's entry must be durable before a copy in it is relied
-        // on (the original is cut right after).
-        storage.sync_dir(log_directory).map_err(|e| Error::io("sync directory", log_directory, e))?;
     }
+    // The folder's entry must be durable before a copy in it is relied on
+    // (the original is cut right after). Synced even when the folder was
+    // there: an earlier salvage may have made it and failed to sync it. A
+    // salvage is rare; one more directory sync costs nothing that matters.
+    storage.sync_dir(log_directory).map_err(|e| Error::io("sync directory", log_directory, e))?;
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let name = original.file_name().map_or_else(|| "segment".into(), |n| n.to_string_lossy().into_owned());
     Ok(directory.join(format!("{name}.{stamp}")))
