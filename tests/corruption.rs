@@ -151,8 +151,10 @@ fn cutting_the_active_segment_anywhere_recovers_whole_batches() {
     }
 }
 
-#[test]
-fn damage_before_the_tail_is_an_error_and_salvage_keeps_the_valid_prefix() {
+/// A closed log of 20 one-event batches whose 11th record has a flipped
+/// byte; returns the directory, the active segment, the records' bounds
+/// and the damaged offset.
+fn damaged_before_the_tail() -> (tempfile::TempDir, std::path::PathBuf, Vec<(u64, u64)>, u64) {
     let directory = tempfile::tempdir().unwrap();
     let log = Log::open(directory.path(), LogOptions::default().durability(chronolog::Durability::None)).unwrap();
     append_range(&log, 0, 20, 1);
@@ -161,6 +163,12 @@ fn damage_before_the_tail_is_an_error_and_salvage_keeps_the_valid_prefix() {
     let active = segment_files(directory.path()).pop().unwrap();
     let damaged_offset = bounds[10].0 + 20;
     flip_byte(&active, damaged_offset);
+    (directory, active, bounds, damaged_offset)
+}
+
+#[test]
+fn damage_before_the_tail_is_an_error_and_salvage_keeps_the_valid_prefix() {
+    let (directory, active, bounds, damaged_offset) = damaged_before_the_tail();
 
     // After a clean close the active segment is trusted like a sealed one:
     // open scans nothing and the read finds the damage.
@@ -483,13 +491,7 @@ fn a_damaged_truncate_marker_fails_the_open_and_cuts_nothing() {
 #[test]
 fn salvage_syncs_the_log_directory_before_it_relies_on_a_salvage_folder_found_in_place() {
     use std::sync::{Arc, Mutex};
-    let directory = tempfile::tempdir().unwrap();
-    let log = Log::open(directory.path(), LogOptions::default().durability(chronolog::Durability::None)).unwrap();
-    append_range(&log, 0, 20, 1);
-    let bounds = active_record_bounds(&log);
-    drop(log);
-    let active = segment_files(directory.path()).pop().unwrap();
-    flip_byte(&active, bounds[10].0 + 20);
+    let (directory, ..) = damaged_before_the_tail();
     remove_segment_indexes(directory.path());
     // As an earlier salvage that failed to sync the folder's entry leaves it.
     let salvage = directory.path().join("salvage");
