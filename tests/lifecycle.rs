@@ -521,3 +521,26 @@ fn a_failed_writeback_request_changes_nothing() {
     assert!(log.recovery_report().is_clean(), "{:?}", log.recovery_report());
     assert_deterministic(&log, 5_000);
 }
+
+#[test]
+fn a_new_log_syncs_its_directory_into_the_parent_even_when_a_failed_open_made_it() {
+    use std::sync::Mutex;
+    let parent = tempfile::tempdir().unwrap();
+    let directory = parent.path().join("log");
+    // The first open makes the directory and fails to sync its entry.
+    let (options, plan) = with_faults(LogOptions::default());
+    plan.fail_sync_after(0);
+    assert!(matches!(Log::open(&directory, options), Err(Error::Io { .. })));
+    assert!(directory.exists());
+    // The next open finds the directory in place, empty, and still makes
+    // its name durable before the first segment counts.
+    let synced = Arc::new(Mutex::new(Vec::new()));
+    let on_sync = Arc::clone(&synced);
+    let storage = common::hooked::HookedStorage {
+        sync_dir: Some(Box::new(move |path| on_sync.lock().unwrap().push(path.to_path_buf()))),
+        ..Default::default()
+    };
+    let log = Log::open(&directory, LogOptions::default().storage(Arc::new(storage))).unwrap();
+    assert!(synced.lock().unwrap().iter().any(|path| path == parent.path()), "{:?}", synced.lock().unwrap());
+    log.append(&NewEvent::new("s", "t", b"")).unwrap();
+}

@@ -229,6 +229,12 @@ fn load_found(
         // segments this log will write differently (made durable by the
         // directory sync of the segment's creation).
         manifest::remove(storage, directory)?;
+        // The directory may be left by an open that made it and failed
+        // before its entry was synced (`create_directory_durably` syncs only
+        // what it creates): a new log makes its name durable before its
+        // first segment counts.
+        let parent = storage::parent_of(directory);
+        storage.sync_dir(parent).map_err(|e| Error::io("sync directory", parent, e))?;
         let created = Segment::create(storage, directory, 0, options.segment_capacity_bytes)?;
         listed.push((0, created.path().to_path_buf()));
     }
