@@ -5,7 +5,8 @@
 //! batches before the cut; damage in the middle of the active segment is an
 //! error (or, in salvage mode, a reported cut with a copy kept); a damaged
 //! stream table is rebuilt; a damaged TRUNCATE marker fails the open and cuts
-//! nothing; a salvage folder's name is durable before a copy in it is relied on.
+//! nothing; a salvage folder's name is durable before a copy in it is relied
+//! on, and a segment moved into it is durable there before it leaves the log.
 
 mod common;
 
@@ -512,4 +513,39 @@ fn salvage_syncs_the_log_directory_before_it_relies_on_a_salvage_folder_found_in
         calls[..copy].iter().rev().take_while(|(call, _)| *call != "open").any(|(_, path)| path == directory.path()),
         "the log directory was not synced right before the copy into salvage/: {calls:?}"
     );
+}
+
+#[test]
+fn a_segment_moved_into_salvage_is_durable_there_before_it_leaves_the_log_directory() {
+    use std::sync::{Arc, Mutex};
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    append_range(&log, 0, 200, 1);
+    drop(log);
+    flip_byte(&segment_files(directory.path())[2], 64 + 10);
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let (on_sync, on_rename) = (Arc::clone(&calls), Arc::clone(&calls));
+    let storage = common::hooked::HookedStorage {
+        sync_dir: Some(Box::new(move |path| on_sync.lock().unwrap().push(("sync", path.to_path_buf())))),
+        rename: Some(Box::new(move |_, to| on_rename.lock().unwrap().push(("rename", to.to_path_buf())))),
+        ..Default::default()
+    };
+    let options = small_options().recovery_mode(RecoveryMode::Salvage).storage(Arc::new(storage));
+    let log = Log::open(directory.path(), options).unwrap();
+    assert!(log.recovery_report().salvaged.len() >= 2);
+    let calls = calls.lock().unwrap();
+    let salvage = directory.path().join("salvage");
+    let mut moves = 0;
+    for (index, (call, path)) in calls.iter().enumerate() {
+        if *call == "rename" && path.starts_with(&salvage) {
+            moves += 1;
+            let next: Vec<_> = calls[index + 1..].iter().take(2).collect();
+            assert_eq!(
+                next,
+                [&("sync", salvage.clone()), &("sync", directory.path().to_path_buf())],
+                "after the move to {path:?}"
+            );
+        }
+    }
+    assert!(moves >= 1, "no segment was moved: {calls:?}");
 }

@@ -51,8 +51,11 @@ fn save_bytes(storage: &dyn Storage, original: &Path, bytes: &[u8]) -> Result<Pa
 fn move_aside(storage: &dyn Storage, path: &Path, report: &mut RecoveryReport) -> Result<()> {
     let target = salvage_path(storage, path)?;
     storage.rename(path, &target).map_err(|e| Error::io("move to salvage", path, e))?;
-    let directory = storage::parent_of(path);
-    storage.sync_dir(directory).map_err(|e| Error::io("sync directory", directory, e))?;
+    // Its new entry first, then the removal of the old one: in between, a
+    // power loss leaves the file in both folders, never in neither.
+    for directory in [storage::parent_of(&target), storage::parent_of(path)] {
+        storage.sync_dir(directory).map_err(|e| Error::io("sync directory", directory, e))?;
+    }
     report.salvaged.push(DroppedBytes {
         path: path.to_path_buf(),
         offset: 0,
