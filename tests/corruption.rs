@@ -463,8 +463,8 @@ fn a_damaged_truncate_marker_fails_the_open_and_cuts_nothing() {
     let marker = directory.path().join(TRUNCATE_MARKER_FILE_NAME);
     let mut flipped = truncate_marker::encode(10);
     flipped[9] ^= 1;
-    // A marker far too long (a few MiB of garbage) is refused by its size,
-    // before it is read; a flipped bit, by its CRC.
+    // A marker far too long (a few MiB of garbage) or one byte short is
+    // refused by its size; a flipped bit, by its CRC.
     let damages: [(Vec<u8>, u64); 3] =
         [(vec![0xab; 3 << 20], 0), (truncate_marker::encode(10)[..19].to_vec(), 0), (flipped.to_vec(), 16)];
     for (bytes, offset) in damages {

@@ -147,11 +147,13 @@ impl Run<'_> {
         (position, self.log.purge_before(position).is_ok())
     }
 
-    /// A snapshot of a stream's event count at the end of the log.
-    fn snapshot(&mut self, a: u8, b: u8) -> bool {
+    /// A snapshot of a stream's event count at the end of the log. Returns
+    /// its name and position when it was written, `Ok(None)` when the log
+    /// has no event to snapshot.
+    fn snapshot(&mut self, a: u8, b: u8) -> Result<Option<(String, u64)>, chronolog::Error> {
         let stream = format!("s-{}", usize::from(a) % STREAMS);
         let Some(last) = (self.model.len() as u64).checked_sub(1).filter(|&p| p >= self.first) else {
-            return true;
+            return Ok(None);
         };
         let next = last as usize + 1;
         let count = self.model[..next].iter().filter(|w| w.stream == stream).count() as u64;
@@ -162,10 +164,12 @@ impl Run<'_> {
             version: count,
             schema_version: 1,
         };
-        SnapshotStore::open(self.log)
-            .keep_last(1 + usize::from(b % 3))
-            .write_anchored(&meta, &count.to_le_bytes(), &self.log.view())
-            .is_ok()
+        SnapshotStore::open(self.log).keep_last(1 + usize::from(b % 3)).write_anchored(
+            &meta,
+            &count.to_le_bytes(),
+            &self.log.view(),
+        )?;
+        Ok(Some((meta.name, meta.next_position)))
     }
 }
 
@@ -234,7 +238,9 @@ fuzz_target!(|data: &[u8]| {
                 drop(log);
                 log = Log::open(directory.path(), options(&storage)).expect("reopen");
             }
-            9 => assert!(run.snapshot(a, b), "snapshot with the power on"),
+            9 => {
+                run.snapshot(a, b).expect("snapshot with the power on");
+            }
             _ => {
                 // The power goes at one of the next few syncs or writes of
                 // an operation chosen by `b`.
@@ -248,16 +254,17 @@ fuzz_target!(|data: &[u8]| {
                 let mut batch = None;
                 let mut cut = None;
                 let mut purge = None;
+                let mut snapshot = None;
                 match b % 5 {
-                    0 => batch = Some(run.append(a >> 3, b / 5)),
+                    // `a`'s low and high bits chose the cut: the batch's
+                    // shape comes from `b` (and the rest of `a`).
+                    0 => batch = Some(run.append((b / 5).rotate_left(3) ^ (a >> 3), b / 5)),
                     1 => cut = run.truncate(b / 5),
                     2 => {
                         let (position, acknowledged) = run.purge(b / 5);
                         purge = Some((position, acknowledged.then(|| log.first_position())));
                     }
-                    3 => {
-                        let _ = run.snapshot(a >> 3, b / 5);
-                    }
+                    3 => snapshot = run.snapshot(b / 5, a >> 3).ok().flatten(),
                     // Only the clean close: every event is durable already.
                     _ => {}
                 }
@@ -282,6 +289,15 @@ fuzz_target!(|data: &[u8]| {
                     assert!(next == before.0 || next == position + 1, "a cut half done: {next}");
                     assert!(!acknowledged || next == position + 1, "an acknowledged cut was undone");
                     model.truncate(next as usize);
+                }
+                if let Some((name, next_position)) = snapshot {
+                    // An acknowledged snapshot is durable (its events were
+                    // durable before it): the newest of its name, it is found.
+                    let found = SnapshotStore::open(&log)
+                        .find(&name, SnapshotBound::Latest, 1, &log.view())
+                        .expect("find after power loss");
+                    let found = found.snapshot.map(|snapshot| snapshot.meta.next_position);
+                    assert_eq!(found, Some(next_position), "an acknowledged snapshot of {name} was lost");
                 }
                 if let Some((position, acknowledged_first)) = purge {
                     first = log.first_position();

@@ -232,7 +232,9 @@ fn load_found(
         // The directory may be left by an open that made it and failed
         // before its entry was synced (`create_directory_durably` syncs only
         // what it creates): a new log makes its name durable before its
-        // first segment counts.
+        // first segment counts. One level: parents higher up that such an
+        // open made are not known here. (When this open made the directory,
+        // its parent is synced twice: once per new log.)
         let parent = storage::parent_of(directory);
         storage.sync_dir(parent).map_err(|e| Error::io("sync directory", parent, e))?;
         let created = Segment::create(storage, directory, 0, options.segment_capacity_bytes)?;

@@ -206,9 +206,13 @@ pub struct SnapshotStore {
     /// Folders whose entries (and the root's) this store made durable: a
     /// folder found in place is not known to be (the process that made it
     /// may have failed, or crashed, before its directory sync), so each is
-    /// synced into its parent once per store before a snapshot in it counts.
+    /// synced into its parent once per store (shared by its clones) before
+    /// a snapshot in it counts. At most `DURABLE_FOLDERS_REMEMBERED`.
     durable_folders: Arc<parking_lot::Mutex<std::collections::HashSet<PathBuf>>>,
 }
+
+/// How many folders a store remembers as durable (`durable_folders`).
+const DURABLE_FOLDERS_REMEMBERED: usize = 4096;
 
 /// Distinguishes the temporary files of concurrent writes in this process.
 static TEMPORARY_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -532,10 +536,13 @@ impl SnapshotStore {
     }
 
     fn create_folder(&self, folder: &Path) -> Result<()> {
-        if self.durable_folders.lock().contains(folder) {
-            return Ok(());
-        }
-        if !self.storage.exists(folder).map_err(|e| Error::io("stat", folder, e))? {
+        // Checked on every write, even for a folder made durable here: one
+        // removed from outside is made again rather than failing each write.
+        if self.storage.exists(folder).map_err(|e| Error::io("stat", folder, e))? {
+            if self.durable_folders.lock().contains(folder) {
+                return Ok(());
+            }
+        } else {
             self.storage.create_dir_all(folder).map_err(|e| Error::io("create directory", folder, e))?;
         }
         // The folders' names must be durable before a snapshot in them is:
@@ -543,12 +550,18 @@ impl SnapshotStore {
         // are synced even when the folders were there already (see
         // `durable_folders`); the root once per store.
         self.storage.sync_dir(&self.root).map_err(|e| Error::io("sync directory", &self.root, e))?;
-        let mut durable = self.durable_folders.lock();
-        if !durable.contains(&self.root) {
+        let root_durable = self.durable_folders.lock().contains(&self.root);
+        if !root_durable {
             let parent = storage::parent_of(&self.root);
             self.storage.sync_dir(parent).map_err(|e| Error::io("sync directory", parent, e))?;
-            durable.insert(self.root.clone());
         }
+        let mut durable = self.durable_folders.lock();
+        // Bounded: an aggregate store writes one folder per aggregate. Past
+        // the bound, folders are synced once more each (and the root).
+        if durable.len() >= DURABLE_FOLDERS_REMEMBERED {
+            durable.clear();
+        }
+        durable.insert(self.root.clone());
         durable.insert(folder.to_path_buf());
         Ok(())
     }

@@ -91,7 +91,8 @@ impl PowerLossStorage {
     }
 
     /// Puts every directory that holds a known file back to its durable state
-    /// and turns the power back on. Handles opened before stay usable for
+    /// (removing the directories it created whose entries were never made
+    /// durable, with what they hold) and turns the power back on. Handles opened before stay usable for
     /// nothing (their files are replaced).
     pub fn restart(&self) -> io::Result<()> {
         let mut shadow = self.shadow.lock();
@@ -196,6 +197,9 @@ fn power_is_out() -> io::Error {
 impl Storage for PowerLossStorage {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         self.check_alive()?;
+        // Under the lock, so that no `sync_dir` of a parent falls between
+        // the creation and its record.
+        let mut shadow = self.shadow.lock();
         let mut missing = Vec::new();
         let mut next = Some(path);
         while let Some(directory) = next.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
@@ -203,7 +207,7 @@ impl Storage for PowerLossStorage {
             next = directory.parent();
         }
         StdStorage.create_dir_all(path)?;
-        self.shadow.lock().created_directories.extend(missing);
+        shadow.created_directories.extend(missing);
         Ok(())
     }
 
