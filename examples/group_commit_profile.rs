@@ -1,6 +1,7 @@
 //! Group commit under load, for profiling: THREADS threads (default 16) each
 //! append APPENDS single events (default 200) with `Durability::Sync`; prints
-//! the rate and how many appends each fdatasync covered.
+//! the rate, how many appends each fdatasync covered, and the latency of an
+//! append (median, 99th percentile, maximum).
 //!
 //! `cargo run --release --example group_commit_profile -- [THREADS] [APPENDS]`
 use std::sync::{Arc, Barrier};
@@ -17,29 +18,38 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let handles: Vec<_> = (0..threads)
         .map(|thread| {
             let (log, start) = (log.clone(), Arc::clone(&start));
-            std::thread::spawn(move || -> Result<(), chronolog::Error> {
+            std::thread::spawn(move || -> Result<Vec<std::time::Duration>, chronolog::Error> {
                 let stream = format!("thread-{thread}");
+                let mut latencies = Vec::with_capacity(appends as usize);
                 start.wait();
                 for _ in 0..appends {
+                    let started = std::time::Instant::now();
                     log.append(&NewEvent::new(&stream, "Tick", &[0u8; 128]))?;
+                    latencies.push(started.elapsed());
                 }
-                Ok(())
+                Ok(latencies)
             })
         })
         .collect();
     start.wait();
     let started = std::time::Instant::now();
     let syncs_before = log.sync_count();
+    let mut latencies = Vec::new();
     for handle in handles {
-        handle.join().map_err(|_| "an appending thread panicked")??;
+        latencies.extend(handle.join().map_err(|_| "an appending thread panicked")??);
     }
     let elapsed = started.elapsed();
     let total = threads as u64 * appends;
     let syncs = log.sync_count() - syncs_before;
+    latencies.sort_unstable();
+    let at = |fraction: f64| latencies[((latencies.len() - 1) as f64 * fraction) as usize].as_secs_f64() * 1e6;
     println!(
-        "{threads} threads: {:.1} k appends/s, {syncs} fdatasyncs, {:.1} appends each",
+        "{threads} threads: {:.1} k appends/s, {syncs} fdatasyncs, {:.1} appends each, latency p50 {:.0} us, p99 {:.0} us, max {:.0} us",
         total as f64 / elapsed.as_secs_f64() / 1e3,
-        total as f64 / syncs.max(1) as f64
+        total as f64 / syncs.max(1) as f64,
+        at(0.5),
+        at(0.99),
+        at(1.0)
     );
     Ok(())
 }
