@@ -1,16 +1,20 @@
-//! Recovery against damaged directories: a real log is written, then the
-//! input damages its files (flips, zeroed ranges, cuts, deleted files) and
+//! Recovery against damaged directories: a real log is written (with two
+//! snapshots per stream of its event count), then the input damages its
+//! files, snapshot files included (flips, zeroed ranges, cuts, deleted
+//! files) and
 //! adds files of its own (a TRUNCATE marker, a copy of a file under a
 //! segment's name, a stray temporary), then the log is opened in every
 //! recovery mode, read forwards, backwards and by stream, and verified. It
 //! must return a typed error or a log whose every event equals, field by
 //! field, the one written at that position: never a panic, never a wrong
-//! event.
+//! event, and never a snapshot that disagrees with the events it is found
+//! for.
 #![no_main]
 
 use std::path::PathBuf;
 
 use chronolog::segment::truncate_marker;
+use chronolog::snapshot::{SnapshotBound, SnapshotMeta, SnapshotStore};
 use chronolog::{Durability, Event, EventRef, Log, LogOptions, NewEvent, RecoveryMode};
 use libfuzzer_sys::fuzz_target;
 
@@ -25,6 +29,29 @@ fn options() -> LogOptions {
 fn written(position: u64) -> (String, Vec<u8>, [u8; 1], u64) {
     let stream = format!("stream-{}", position % STREAMS);
     (stream, vec![position as u8; (position % 90) as usize], [position as u8 ^ 0x5a], 1_000 + position * 10)
+}
+
+fn snapshot_name(stream: u64) -> String {
+    format!("count-stream-{stream}")
+}
+
+/// Snapshots of every stream's event count at the log's end.
+fn write_snapshots(log: &Log) -> chronolog::Result<()> {
+    let store = SnapshotStore::open(log).keep_last(2);
+    let view = log.view();
+    let next = view.next_position();
+    for stream in 0..STREAMS {
+        let count = (0..next).filter(|p| p % STREAMS == stream).count() as u64;
+        let meta = SnapshotMeta {
+            name: snapshot_name(stream),
+            next_position: next,
+            timestamp_ns: log.last_timestamp_ns(),
+            version: count,
+            schema_version: 1,
+        };
+        store.write_anchored(&meta, &count.to_le_bytes(), &view)?;
+    }
+    Ok(())
 }
 
 fn check_event(event: &EventRef<'_>) {
@@ -62,6 +89,17 @@ fn check(log: &Log) {
     if let Ok(Some(position)) = view.position_at(1_000 + 600) {
         assert!(position < EVENTS);
     }
+    // A snapshot found describes the log's events before its position:
+    // stream k's count of events is the positions below it that are k mod 5.
+    let store = SnapshotStore::open(log);
+    for stream in 0..STREAMS {
+        let Ok(found) = store.find(&snapshot_name(stream), SnapshotBound::Latest, 1, &view) else { continue };
+        let Some(snapshot) = found.snapshot else { continue };
+        let next = snapshot.meta.next_position;
+        assert!(next <= view.next_position(), "a snapshot at {next}, past the log's end");
+        let count = (0..next).filter(|p| p % STREAMS == stream).count() as u64;
+        assert_eq!(snapshot.payload(), count.to_le_bytes(), "snapshot of stream {stream} at {next}");
+    }
     let _ = log.verify();
     if let Ok(Some(event)) = log.read(3) {
         let event: Event = event;
@@ -79,13 +117,22 @@ fuzz_target!(|data: &[u8]| {
             if log.append(&event).is_err() {
                 return;
             }
+            if (position == 40 || position == EVENTS - 1) && write_snapshots(&log).is_err() {
+                return;
+            }
         }
     }
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(directory.path()) {
-        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect(),
-        Err(_) => return,
+    // The log's files, then the snapshot files (in their folders).
+    let files_in = |folder: &std::path::Path| -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(folder) else { return Vec::new() };
+        let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.sort();
+        files
     };
-    files.sort();
+    let mut files: Vec<PathBuf> = files_in(directory.path()).into_iter().filter(|p| p.is_file()).collect();
+    for folder in files_in(&directory.path().join("snapshots")) {
+        files.extend(files_in(&folder));
+    }
     // Each 6 input bytes: file, operation, offset (u16), value, length.
     for chunk in data.chunks_exact(6) {
         let Some(path) = files.get(chunk[0] as usize % files.len().max(1)).cloned() else { return };
