@@ -133,6 +133,19 @@ pub type Postings = smallvec::SmallVec<[u32; 4]>;
 
 const _: () = assert!(size_of::<Postings>() == size_of::<Vec<u32>>());
 
+/// Capacity a stream's postings get when they first leave the inline slots.
+const POSTINGS_FIRST_SPILL: usize = 16;
+
+/// Adds a posting. A stream with more than 4 events in a segment is likely
+/// to have many more: its postings go straight to room for 16, one
+/// allocation instead of one for 8 and a reallocation to 16.
+fn push_posting(offsets: &mut Postings, offset: u32) {
+    if !offsets.spilled() && offsets.len() == offsets.inline_size() {
+        offsets.reserve_exact(POSTINGS_FIRST_SPILL - offsets.len());
+    }
+    offsets.push(offset);
+}
+
 /// The events of one stream inside one segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamPostings {
@@ -202,7 +215,7 @@ impl SegmentIndex {
         debug_assert!(record.offset + u64::from(record.encoded_length) <= u64::from(u32::MAX));
         match self.streams.get_mut(record.stream) {
             Some(postings) => {
-                postings.offsets.push(record.offset as u32);
+                push_posting(&mut postings.offsets, record.offset as u32);
                 postings.last_position = record.position;
             }
             None => {
@@ -238,7 +251,7 @@ impl SegmentIndex {
                     return Err(Some(current));
                 }
                 let undo = UndoEntry { stream: record.stream, previous_last_position: Some(postings.last_position) };
-                postings.offsets.push(record.offset as u32);
+                push_posting(&mut postings.offsets, record.offset as u32);
                 postings.last_position = record.position;
                 (current + 1, undo)
             }
