@@ -38,9 +38,10 @@ fn a_truncate_failing_after_its_marker_poisons_the_log() {
     let options = LogOptions::default().durability(Durability::Sync).storage(Arc::new(storage));
     let log = Log::open(directory.path(), options.clone()).unwrap();
     append_numbered(&log, 10);
-    // The marker's file sync passes, its directory sync fails: the marker may
-    // be on disk, so the log must take no more appends.
-    plan.fail_sync_after(1);
+    // The segment's sync (the records kept) and the marker's file sync pass,
+    // its directory sync fails: the marker may be on disk, so the log must
+    // take no more appends.
+    plan.fail_sync_after(2);
     assert!(log.truncate_after(4).is_err());
     plan.heal();
     assert!(log.failure().is_some());
@@ -523,4 +524,48 @@ fn a_truncation_waits_for_a_snapshot_write_in_progress() {
     truncation.join().unwrap();
     assert!(!written.exists(), "the truncation that followed removed it");
     assert_eq!(log.next_position(), 3);
+}
+
+/// Found by the model fuzz target (`Durability::None`): a power loss during
+/// a truncation of records never synced left a durable TRUNCATE marker
+/// naming a position the log no longer held, and every later open failed
+/// (`MissingSegment`). The records kept are now synced before the marker is
+/// written: after a power loss at any sync of the truncation, the log opens
+/// and holds either nothing (the power went before anything was synced),
+/// the records kept, or everything.
+#[test]
+fn a_power_loss_during_a_truncation_of_unsynced_records_leaves_an_openable_log() {
+    use chronolog::storage::PowerLossStorage;
+    let options = |storage: &PowerLossStorage| {
+        // Small segments: the simulated disk copies a file at each sync.
+        LogOptions::default()
+            .segment_capacity_bytes(common::SMALL_SEGMENT_BYTES)
+            .durability(Durability::None)
+            .storage(Arc::new(storage.clone()))
+    };
+    for syncs in 0.. {
+        let directory = tempfile::tempdir().unwrap();
+        let storage = PowerLossStorage::new();
+        let log = Log::open(directory.path(), options(&storage)).unwrap();
+        append_numbered(&log, 11);
+        let syncs_before = storage.syncs();
+        storage.lose_power_after_syncs(syncs);
+        let truncated = log.truncate_after(5).is_ok();
+        let syncs_made = storage.syncs() - syncs_before;
+        drop(log);
+        storage.lose_power();
+        storage.restart().unwrap();
+        let log = Log::open(directory.path(), options(&storage))
+            .unwrap_or_else(|error| panic!("power lost after {syncs} syncs of the truncation: {error}"));
+        let next = log.next_position();
+        assert!([0, 6, 11].contains(&next), "after {syncs} syncs: {next} events");
+        assert!(!truncated || next == 6, "an acknowledged truncation was undone: {next}");
+        for (position, event) in log.view().iter().enumerate() {
+            let expected = format!("payload-{position}-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+            assert_eq!(event.unwrap().payload, expected.as_bytes());
+        }
+        if truncated && syncs_made <= syncs {
+            break;
+        }
+    }
 }

@@ -2,16 +2,19 @@
 //! stream read, truncate, purge, snapshot, reopen and power loss, run on a
 //! real log over `PowerLossStorage` and checked after every step against a
 //! `Vec` of the events acknowledged, field by field (stream versions
-//! included). With `Durability::Sync` every acknowledged event must survive
-//! a power loss. The power can go at any sync or any write of a batch
-//! append, a truncation, a purge, a snapshot write or a clean close: an
-//! operation that failed then left the log either as it was or as if it had
-//! succeeded, never in between. Snapshots (of a stream's event count) must
+//! included). The input's first byte chooses the durability. With
+//! `Durability::Sync` every acknowledged event must survive a power loss;
+//! with `Durability::None`, every event before the last `sync`, clean close
+//! or snapshot must, and the log after a power loss ends at the end of a
+//! batch or of a cut, never inside one. The power can go at any sync or any
+//! write of a batch append, a truncation, a purge, a snapshot write or a
+//! clean close: an operation that failed then left the log either as it was
+//! or as if it had succeeded, never in between. Snapshots (of a stream's event count) must
 //! never be found when the log no longer holds the events they were made
 //! from.
 #![no_main]
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chronolog::snapshot::{SnapshotBound, SnapshotMeta, SnapshotStore};
@@ -30,12 +33,36 @@ struct Written {
     timestamp_ns: u64,
 }
 
-fn options(storage: &PowerLossStorage) -> LogOptions {
+fn options(storage: &PowerLossStorage, durability: Durability) -> LogOptions {
     LogOptions::default()
         .segment_capacity_bytes(4096)
         .index_interval_bytes(300)
-        .durability(Durability::Sync)
+        .durability(durability)
         .storage(Arc::new(storage.clone()))
+}
+
+/// What a power loss may leave of the model's events: at least `durable`
+/// of them, and a length in `ends` (the end of a batch or of a cut).
+struct Survivors {
+    durable: u64,
+    ends: BTreeSet<u64>,
+}
+
+impl Survivors {
+    /// The model now holds `length` events, all of them durable or not.
+    fn ended(&mut self, length: u64, durable: bool) {
+        self.ends.insert(length);
+        if durable {
+            self.durable = length;
+        }
+    }
+
+    /// The model was cut to `length` events.
+    fn cut(&mut self, length: u64) {
+        self.ends.retain(|&end| end <= length);
+        self.ends.insert(length);
+        self.durable = self.durable.min(length);
+    }
 }
 
 /// Each event's version in its stream: how many events of its stream come
@@ -178,13 +205,18 @@ fn assert_purged(first: u64, before: u64, position: u64) {
 }
 
 fuzz_target!(|data: &[u8]| {
+    let Some((&header, steps)) = data.split_first() else { return };
+    let durability = if header & 1 == 0 { Durability::Sync } else { Durability::None };
+    let options = |storage: &PowerLossStorage| options(storage, durability);
+    let synced = durability == Durability::Sync;
     let Ok(directory) = tempfile::tempdir() else { return };
     let storage = PowerLossStorage::new();
     let Ok(mut log) = Log::open(directory.path(), options(&storage)) else { return };
     let mut model: Vec<Written> = Vec::new();
+    let mut survivors = Survivors { durable: 0, ends: BTreeSet::from([0]) };
     let mut first = 0u64;
     let mut clock = 1_000u64;
-    for step in data.chunks_exact(3).take(64) {
+    for step in steps.chunks_exact(3).take(64) {
         let (operation, a, b) = (step[0] % 12, step[1], step[2]);
         let mut run = Run { log: &log, model: &model, first, clock: &mut clock };
         match operation {
@@ -192,6 +224,7 @@ fuzz_target!(|data: &[u8]| {
                 let (batch, acknowledged) = run.append(a, b);
                 assert!(acknowledged, "append with the power on");
                 model.extend(batch);
+                survivors.ended(model.len() as u64, synced);
             }
             4 => {
                 if let Some(position) = (model.len() as u64).checked_sub(1 + u64::from(a) % 5).filter(|&p| p >= first) {
@@ -225,6 +258,7 @@ fuzz_target!(|data: &[u8]| {
                 if let Some((position, acknowledged)) = run.truncate(a) {
                     assert!(acknowledged, "truncate with the power on");
                     model.truncate(position as usize + 1);
+                    survivors.cut(model.len() as u64);
                 }
             }
             7 => {
@@ -234,12 +268,21 @@ fuzz_target!(|data: &[u8]| {
                 first = log.first_position();
                 assert_purged(first, before, position);
             }
+            8 if a % 2 == 1 => {
+                log.sync().expect("sync with the power on");
+                survivors.ended(model.len() as u64, true);
+            }
             8 => {
+                // A clean close syncs everything.
                 drop(log);
+                survivors.ended(model.len() as u64, true);
                 log = Log::open(directory.path(), options(&storage)).expect("reopen");
             }
             9 => {
-                run.snapshot(a, b).expect("snapshot with the power on");
+                // An anchored snapshot syncs the events it reflects.
+                if run.snapshot(a, b).expect("snapshot with the power on").is_some() {
+                    survivors.ended(model.len() as u64, true);
+                }
             }
             _ => {
                 // The power goes at one of the next few syncs or writes of
@@ -264,8 +307,14 @@ fuzz_target!(|data: &[u8]| {
                         let (position, acknowledged) = run.purge(b / 5);
                         purge = Some((position, acknowledged.then(|| log.first_position())));
                     }
-                    3 => snapshot = run.snapshot(b / 5, a >> 3).ok().flatten(),
-                    // Only the clean close: every event is durable already.
+                    3 => {
+                        snapshot = run.snapshot(b / 5, a >> 3).ok().flatten();
+                        if snapshot.is_some() {
+                            // It synced the events it reflects.
+                            survivors.ended(before.0, true);
+                        }
+                    }
+                    // Only the clean close.
                     _ => {}
                 }
                 // The close runs under what is left of the countdown.
@@ -274,22 +323,42 @@ fuzz_target!(|data: &[u8]| {
                 storage.restart().expect("restart");
                 log = Log::open(directory.path(), options(&storage)).expect("open after power loss");
                 let next = log.next_position();
-                if let Some((written, acknowledged)) = batch {
-                    // Acknowledged means durable; a batch that failed may
-                    // have reached the disk before its sync failed, but only
-                    // whole.
-                    let whole = before.0 + written.len() as u64;
-                    assert!(next == before.0 || next == whole, "a batch half there: {next}");
-                    assert!(!acknowledged || next == whole, "an acknowledged batch was lost");
-                    if next == whole {
-                        model.extend(written);
+                // Where the log may end now: at the end of a batch or of a
+                // cut, no earlier than what was durable before.
+                let within = |ends: &BTreeSet<u64>, low: u64, high: u64| -> Vec<u64> {
+                    ends.range(low..=high.max(low)).copied().collect()
+                };
+                let (durable, ends) = (survivors.durable, &survivors.ends);
+                let mut candidates = BTreeSet::new();
+                match (&batch, cut) {
+                    (Some((written, acknowledged)), _) => {
+                        // A batch is there whole or not at all; acknowledged
+                        // with `Sync`, it is there.
+                        if !(*acknowledged && synced) {
+                            candidates.extend(within(ends, durable, before.0));
+                        }
+                        candidates.insert(before.0 + written.len() as u64);
                     }
+                    (None, Some((position, acknowledged))) => {
+                        // A cut is done or not; acknowledged, it is done.
+                        if !acknowledged {
+                            candidates.extend(within(ends, durable, before.0));
+                        }
+                        let kept = position + 1;
+                        let mut cut_ends: BTreeSet<u64> = ends.range(..=kept).copied().collect();
+                        cut_ends.insert(kept);
+                        candidates.extend(within(&cut_ends, durable.min(kept), kept));
+                    }
+                    (None, None) => candidates.extend(within(ends, durable, before.0)),
                 }
-                if let Some((position, acknowledged)) = cut {
-                    assert!(next == before.0 || next == position + 1, "a cut half done: {next}");
-                    assert!(!acknowledged || next == position + 1, "an acknowledged cut was undone");
-                    model.truncate(next as usize);
+                assert!(candidates.contains(&next), "the log ends at {next}, not one of {candidates:?}");
+                match batch {
+                    Some((written, _)) if next > before.0 => model.extend(written),
+                    _ => model.truncate(next as usize),
                 }
+                // What survived a power loss is durable.
+                survivors.cut(next);
+                survivors.durable = next;
                 if let Some((name, next_position)) = snapshot {
                     // An acknowledged snapshot is durable (its events were
                     // durable before it): the newest of its name, it is found.

@@ -58,9 +58,17 @@ impl Inner {
         for entry in &state.segments[cut_segment.saturating_sub(1)..] {
             let _ = entry.segment.get();
         }
-        // From the moment the marker may exist, any failure poisons the log:
-        // the next open finishes the cut, so nothing may be appended meanwhile.
-        let result = truncation::write_marker(storage, &self.directory, position)
+        // The records kept must be durable before the marker is: with
+        // `Durability::None` (or an append between its write and its sync) a
+        // power loss could otherwise leave a marker naming a position the
+        // log no longer holds, which no open could finish. A failed sync
+        // poisons, as everywhere. From the moment the marker may exist, any
+        // failure poisons the log too: the next open finishes the cut, so
+        // nothing may be appended meanwhile.
+        let result = state
+            .active_segment()
+            .sync()
+            .and_then(|()| truncation::write_marker(storage, &self.directory, position))
             .and_then(|()| truncation::apply(storage, &self.directory, position, false))
             .and_then(|()| truncation::remove_marker(storage, &self.directory))
             .and_then(|()| open::load(&self.directory, &self.options, true, Some(&state.context)));
