@@ -491,19 +491,13 @@ fn a_damaged_truncate_marker_fails_the_open_and_cuts_nothing() {
 
 #[test]
 fn salvage_syncs_the_log_directory_before_it_relies_on_a_salvage_folder_found_in_place() {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
     let (directory, ..) = damaged_before_the_tail();
     remove_segment_indexes(directory.path());
     // As an earlier salvage that failed to sync the folder's entry leaves it.
     let salvage = directory.path().join("salvage");
     std::fs::create_dir(&salvage).unwrap();
-    let calls = Arc::new(Mutex::new(Vec::new()));
-    let (on_sync, on_open) = (Arc::clone(&calls), Arc::clone(&calls));
-    let storage = common::hooked::HookedStorage {
-        sync_dir: Some(Box::new(move |path| on_sync.lock().unwrap().push(("sync", path.to_path_buf())))),
-        open: Some(Box::new(move |path, _| on_open.lock().unwrap().push(("open", path.to_path_buf())))),
-        ..Default::default()
-    };
+    let (storage, calls) = common::hooked::recording();
     let options = LogOptions::default().recovery_mode(RecoveryMode::Salvage).storage(Arc::new(storage));
     let log = Log::open(directory.path(), options).unwrap();
     assert_eq!(log.recovery_report().salvaged.len(), 1);
@@ -517,19 +511,13 @@ fn salvage_syncs_the_log_directory_before_it_relies_on_a_salvage_folder_found_in
 
 #[test]
 fn a_segment_moved_into_salvage_is_durable_there_before_it_leaves_the_log_directory() {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
     let directory = tempfile::tempdir().unwrap();
     let log = Log::open(directory.path(), small_options()).unwrap();
     append_range(&log, 0, 200, 1);
     drop(log);
     flip_byte(&segment_files(directory.path())[2], 64 + 10);
-    let calls = Arc::new(Mutex::new(Vec::new()));
-    let (on_sync, on_rename) = (Arc::clone(&calls), Arc::clone(&calls));
-    let storage = common::hooked::HookedStorage {
-        sync_dir: Some(Box::new(move |path| on_sync.lock().unwrap().push(("sync", path.to_path_buf())))),
-        rename: Some(Box::new(move |_, to| on_rename.lock().unwrap().push(("rename", to.to_path_buf())))),
-        ..Default::default()
-    };
+    let (storage, calls) = common::hooked::recording();
     let options = small_options().recovery_mode(RecoveryMode::Salvage).storage(Arc::new(storage));
     let log = Log::open(directory.path(), options).unwrap();
     assert!(log.recovery_report().salvaged.len() >= 2);

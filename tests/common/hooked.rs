@@ -63,3 +63,20 @@ impl Storage for HookedStorage {
         StdStorage.exists(path)
     }
 }
+
+/// The storage calls a [`recording`] storage saw, in order: `("open", path)`,
+/// `("rename", target)` and `("sync", directory)`.
+pub type Calls = Arc<std::sync::Mutex<Vec<(&'static str, std::path::PathBuf)>>>;
+
+/// A [`HookedStorage`] that records its opens, renames and directory syncs.
+pub fn recording() -> (HookedStorage, Calls) {
+    let calls = Calls::default();
+    let (on_open, on_rename, on_sync) = (Arc::clone(&calls), Arc::clone(&calls), Arc::clone(&calls));
+    let storage = HookedStorage {
+        open: Some(Box::new(move |path, _| on_open.lock().unwrap().push(("open", path.to_path_buf())))),
+        rename: Some(Box::new(move |_, to| on_rename.lock().unwrap().push(("rename", to.to_path_buf())))),
+        sync_dir: Some(Box::new(move |path| on_sync.lock().unwrap().push(("sync", path.to_path_buf())))),
+        ..Default::default()
+    };
+    (storage, calls)
+}
