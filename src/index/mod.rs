@@ -2,6 +2,7 @@
 //! damaged and is rebuilt from the segments it describes.
 
 pub mod segment_index;
+pub mod stream_map;
 pub mod stream_table;
 
 pub use segment_index::{IndexEntry, Postings, SegmentIndex, StreamPostings};

@@ -24,6 +24,12 @@ use crate::storage;
 /// (see `Inner::sync_through`): on a slow disk, half an fsync would be long.
 const SYNC_GATHER_MAX: Duration = Duration::from_micros(250);
 
+/// How many events of a batch have their streams looked up ahead at once
+/// (see `SegmentIndex::prefetch_streams`): enough for the CPU to overlap their cache
+/// misses, few enough for their buckets to stay in the L1 cache (bulk append at
+/// 10,000 streams: see BENCHMARKS.md, seventh session).
+const WARM_AHEAD_EVENTS: usize = 32;
+
 /// Nanoseconds since the Unix epoch by the system clock (0 if it is set before
 /// 1970; the writer raises it to the last timestamp anyway).
 fn now_ns() -> u64 {
@@ -90,6 +96,9 @@ impl Inner {
         let mark = index.mark();
         let mut undo = Vec::with_capacity(events.len());
         for (batch_index, event) in events.iter().enumerate() {
+            if batch_index % WARM_AHEAD_EVENTS == 0 {
+                index.prefetch_streams(events[batch_index..].iter().take(WARM_AHEAD_EVENTS).map(|e| e.stream));
+            }
             timestamp_ns = event.timestamp_ns.unwrap_or(timestamp_ns.max(now));
             let position = state.next_position + batch_index as u64;
             let added = AddedRecord {
