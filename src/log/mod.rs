@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::index::StreamState;
@@ -102,7 +102,6 @@ struct Inner {
     state: Mutex<State>,
     published: RwLock<Published>,
     sync: Mutex<SyncState>,
-    synced: Condvar,
     poisoned: Mutex<Option<String>>,
     report: RecoveryReport,
     /// Wakes threads blocked in [`Log::wait_for`].
@@ -137,14 +136,72 @@ struct SyncState {
     leader_active: bool,
     /// Number of fdatasync calls made for appends (for tests and benches).
     sync_count: u64,
-    /// Threads waiting for a sync run by another.
-    waiters: usize,
+    /// Threads waiting for a sync run by another, woken together by it.
+    waiters: Vec<Arc<SyncWaiter>>,
+    /// How many waiters the last fdatasync woke.
+    last_woken: usize,
+    /// The leader waiting for appenders to join its fdatasync, if one is.
+    gathering: Option<GatheringLeader>,
     /// How long the last fdatasync took.
     last_fsync: std::time::Duration,
     /// Bumped by `truncate_after`: a sync started before belongs to a tail
     /// that no longer exists.
     generation: u64,
 }
+
+/// A thread waiting in `Inner::sync_through` for the fdatasync another
+/// thread runs. Each has its own: the leader wakes them all at once with
+/// the outcome already set, and one whose events are durable returns without
+/// taking the group commit lock again. (A condition variable hands its
+/// waiters the lock one at a time, so that after each fdatasync they woke
+/// one another in a chain, one cross-CPU wake-up after another.)
+#[derive(Debug)]
+struct SyncWaiter {
+    thread: std::thread::Thread,
+    /// The position its events end before.
+    target: u64,
+    /// `SyncState::generation` when it started waiting.
+    generation: u64,
+    /// One of `SYNC_WAITING`, `SYNC_COVERED`, `SYNC_LOOK_AGAIN`.
+    outcome: std::sync::atomic::AtomicU8,
+}
+
+/// A sync leader asleep until `expected` threads wait for its fdatasync.
+#[derive(Debug)]
+struct GatheringLeader {
+    leader: std::thread::Thread,
+    expected: usize,
+}
+
+impl SyncWaiter {
+    /// A waiter for the calling thread.
+    fn new(target: u64, generation: u64) -> Arc<SyncWaiter> {
+        Arc::new(SyncWaiter {
+            thread: std::thread::current(),
+            target,
+            generation,
+            outcome: std::sync::atomic::AtomicU8::new(SYNC_WAITING),
+        })
+    }
+
+    /// Sleeps until a sync leader sets the outcome; returns it. Any other
+    /// unpark of the thread only makes it look again.
+    fn wait(&self) -> u8 {
+        loop {
+            match self.outcome.load(Ordering::Acquire) {
+                SYNC_WAITING => std::thread::park(),
+                outcome => return outcome,
+            }
+        }
+    }
+}
+
+/// A [`SyncWaiter`] still waits.
+const SYNC_WAITING: u8 = 0;
+/// Its events are durable (or were cut by a truncation): it returns.
+const SYNC_COVERED: u8 = 1;
+/// The fdatasync that woke it did not cover it, or failed: it looks again.
+const SYNC_LOOK_AGAIN: u8 = 2;
 
 impl Log {
     /// Opens (creating it if needed) the log in `directory` for reading and
@@ -203,7 +260,6 @@ impl Log {
                 state: Mutex::new(loaded.state),
                 published: RwLock::new(published),
                 sync: Mutex::new(SyncState { durable_next_position, ..SyncState::default() }),
-                synced: Condvar::new(),
                 poisoned: Mutex::new(None),
                 report: loaded.report,
                 signal: notify::AppendSignal::default(),

@@ -1,8 +1,11 @@
 //! The write path: validation, encoding, segment roll, and group commit.
 
 use std::mem;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::MutexGuard;
 
 use super::options::{record_size_limit, segment_data_bytes};
 
@@ -11,7 +14,9 @@ use super::lazy_segment::LazySegment;
 use super::manifest;
 use super::sealed_streams::SealedStreams;
 use super::state::{SegmentEntry, State};
-use super::{Appended, Durability, Inner, NewEvent};
+use super::{
+    Appended, Durability, GatheringLeader, Inner, NewEvent, SyncState, SyncWaiter, SYNC_COVERED, SYNC_LOOK_AGAIN,
+};
 use crate::error::{Error, Result};
 use crate::index::segment_index::AddedRecord;
 use crate::index::stream_table::{self, StreamState, StreamTable};
@@ -364,27 +369,23 @@ impl Inner {
             }
             if !sync.leader_active {
                 sync.leader_active = true;
+                sync = self.gather(sync);
                 break;
             }
-            sync.waiters += 1;
-            self.synced.wait(&mut sync);
-            sync.waiters -= 1;
-        }
-        // Other threads wait for a sync, so appends come from several: let
-        // those just woken by the last fdatasync append before this one
-        // starts (up to half the last fdatasync's time), or each fsync covers
-        // only half of them (they fall into two cohorts that take turns).
-        // A lone appender never waits here.
-        let gather = if sync.waiters > 0 { (sync.last_fsync / 2).min(SYNC_GATHER_MAX) } else { Duration::ZERO };
-        drop(sync);
-        if !gather.is_zero() {
-            // Yields, not a sleep: the appenders need the CPU now, and a
-            // sleep overshoots by the timer slack (tens of microseconds).
-            let deadline = Instant::now() + gather;
-            while Instant::now() < deadline {
-                std::thread::yield_now();
+            let waiter = SyncWaiter::new(target, generation);
+            sync.waiters.push(Arc::clone(&waiter));
+            if let Some(gathering) = &sync.gathering {
+                if sync.waiters.len() >= gathering.expected {
+                    gathering.leader.unpark();
+                }
             }
+            drop(sync);
+            if waiter.wait() == SYNC_COVERED {
+                return Ok(());
+            }
+            sync = self.sync.lock();
         }
+        drop(sync);
 
         // Everything in earlier segments was synced when they were sealed, so
         // syncing the active segment covers every position written so far.
@@ -407,9 +408,47 @@ impl Inner {
             Ok(()) => {}
             Err(error) => self.poison(error),
         }
+        let waiters = mem::take(&mut sync.waiters);
+        sync.last_woken = waiters.len();
+        for waiter in &waiters {
+            let covered =
+                result.is_ok() && (sync.durable_next_position >= waiter.target || sync.generation != waiter.generation);
+            waiter.outcome.store(if covered { SYNC_COVERED } else { SYNC_LOOK_AGAIN }, Ordering::Release);
+        }
         drop(sync);
-        self.synced.notify_all();
+        for waiter in waiters {
+            waiter.thread.unpark();
+        }
         result
+    }
+
+    /// The new sync leader's wait for the appenders the last fdatasync woke
+    /// (see `sync_through`). Other threads wait for a sync, or the last one
+    /// woke some: appends come from several. Those just woken get to append
+    /// before this sync starts, or each fsync covers only half of them (they
+    /// fall into two cohorts that take turns). The leader sleeps until as
+    /// many wait as the last fdatasync woke (the last to arrive wakes it), or
+    /// up to half the last fdatasync's time: asleep, it leaves its CPU to the
+    /// appenders it waits for (a leader that yielded in a loop kept one of two
+    /// CPUs busy, and the woken appenders ran one after another on the
+    /// other). A lone appender never waits here.
+    fn gather<'a>(&'a self, mut sync: MutexGuard<'a, SyncState>) -> MutexGuard<'a, SyncState> {
+        let expected = sync.last_woken;
+        if expected == 0 || sync.waiters.len() >= expected {
+            return sync;
+        }
+        let deadline = Instant::now() + (sync.last_fsync / 2).min(SYNC_GATHER_MAX);
+        sync.gathering = Some(GatheringLeader { leader: std::thread::current(), expected });
+        loop {
+            let now = Instant::now();
+            if sync.waiters.len() >= expected || now >= deadline {
+                sync.gathering = None;
+                return sync;
+            }
+            drop(sync);
+            std::thread::park_timeout(deadline - now);
+            sync = self.sync.lock();
+        }
     }
 
     /// Removes the clean-close index of the active segment, durably, before
