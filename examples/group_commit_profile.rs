@@ -1,9 +1,10 @@
 //! Group commit under load, for profiling: THREADS threads (default 16) each
 //! append APPENDS single events (default 200) with `Durability::Sync`; prints
 //! the rate, how many appends each fdatasync covered, and the latency of an
-//! append (median, 99th percentile, maximum).
+//! append (median, 99th percentile, maximum). SPIN_US sets
+//! `LogOptions::sync_spin_max` (default: its default; 0: waiters sleep at once).
 //!
-//! `cargo run --release --example group_commit_profile -- [THREADS] [APPENDS]`
+//! `cargo run --release --example group_commit_profile -- [THREADS] [APPENDS] [SPIN_US]`
 use std::sync::{Arc, Barrier};
 
 use chronolog::{Durability, Log, LogOptions, NewEvent};
@@ -12,8 +13,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut arguments = std::env::args().skip(1);
     let threads: usize = arguments.next().map_or(Ok(16), |a| a.parse())?;
     let appends: u64 = arguments.next().map_or(Ok(200), |a| a.parse())?;
+    let mut options = LogOptions::default().durability(Durability::Sync);
+    if let Some(spin) = arguments.next() {
+        options = options.sync_spin_max(std::time::Duration::from_micros(spin.parse()?));
+    }
     let directory = tempfile::tempdir()?;
-    let log = Log::open(directory.path(), LogOptions::default().durability(Durability::Sync))?;
+    let log = Log::open(directory.path(), options)?;
     let start = Arc::new(Barrier::new(threads + 1));
     let handles: Vec<_> = (0..threads)
         .map(|thread| {

@@ -8,6 +8,7 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
+use std::time::Duration;
 
 use chronolog::{Durability, Log, LogOptions, NewEvent};
 
@@ -132,13 +133,20 @@ fn concurrent_sync_appenders_share_fsyncs() {
 
 /// A thread waiting for another's fdatasync sleeps with `thread::park`, and
 /// anything in the process may unpark any thread: such a wake-up must not
-/// make an append return before its event is durable.
+/// make an append return before its event is durable. Run with waiters that
+/// sleep at once and with waiters that poll first (the default).
 #[test]
 fn a_stray_unpark_never_ends_a_sync_wait_early() {
+    stray_unparks_with(Duration::ZERO);
+    stray_unparks_with(chronolog::log::SYNC_SPIN_MAX_DEFAULT);
+}
+
+fn stray_unparks_with(sync_spin_max: Duration) {
     const THREADS: usize = 6;
     const APPENDS_PER_THREAD: u64 = 60;
     let directory = tempfile::tempdir().unwrap();
-    let log = Log::open(directory.path(), LogOptions::default().durability(Durability::Sync)).unwrap();
+    let options = LogOptions::default().durability(Durability::Sync).sync_spin_max(sync_spin_max);
+    let log = Log::open(directory.path(), options).unwrap();
     let done = Arc::new(AtomicBool::new(false));
     let start = Arc::new(Barrier::new(THREADS + 1));
     let appenders = spawn_together(THREADS, &log, &start, |thread, log| {
@@ -172,7 +180,11 @@ fn a_stray_unpark_never_ends_a_sync_wait_early() {
     done.store(true, Ordering::SeqCst);
     let unparks = disturber.join().unwrap();
     assert!(unparks > 0);
-    assert_eq!(early, vec![0; THREADS], "appends acknowledged before their fdatasync ({unparks} rounds of unparks)");
+    assert_eq!(
+        early,
+        vec![0; THREADS],
+        "appends acknowledged before their fdatasync ({unparks} rounds of unparks, spin {sync_spin_max:?})"
+    );
     assert_eq!(log.durable_position(), THREADS as u64 * APPENDS_PER_THREAD);
 }
 

@@ -35,7 +35,10 @@ use crate::storage::StorageFile;
 
 pub use event::{Appended, Event, EventRef, ExpectedVersion, NewEvent};
 pub use maintenance::VerifyReport;
-pub use options::{Durability, LogOptions, RecoveryMode, SEGMENT_CAPACITY_BYTES_DEFAULT, WRITEBACK_BYTES_DEFAULT};
+pub use options::{
+    Durability, LogOptions, RecoveryMode, SEGMENT_CAPACITY_BYTES_DEFAULT, SYNC_SPIN_MAX_DEFAULT,
+    WRITEBACK_BYTES_DEFAULT,
+};
 pub use state::{DroppedBytes, RecoveryReport};
 pub use streams::{Direction, StreamIter};
 pub use summary::SegmentSummary;
@@ -184,9 +187,20 @@ impl SyncWaiter {
         })
     }
 
-    /// Sleeps until a sync leader sets the outcome; returns it. Any other
-    /// unpark of the thread only makes it look again.
-    fn wait(&self) -> u8 {
+    /// Waits until a sync leader sets the outcome; returns it. It polls for
+    /// `spin`, yielding between looks (see [`LogOptions::sync_spin_max`]),
+    /// then sleeps. Any other unpark of the thread only makes it look again.
+    fn wait(&self, spin: Duration) -> u8 {
+        if !spin.is_zero() {
+            let until = Instant::now() + spin;
+            loop {
+                match self.outcome.load(Ordering::Acquire) {
+                    SYNC_WAITING if Instant::now() < until => std::thread::yield_now(),
+                    SYNC_WAITING => break,
+                    outcome => return outcome,
+                }
+            }
+        }
         loop {
             match self.outcome.load(Ordering::Acquire) {
                 SYNC_WAITING => std::thread::park(),

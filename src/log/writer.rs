@@ -374,13 +374,15 @@ impl Inner {
             }
             let waiter = SyncWaiter::new(target, generation);
             sync.waiters.push(Arc::clone(&waiter));
+            let spin_max = self.options.sync_spin_max;
+            let spin = (sync.last_fsync <= spin_max).then(|| (sync.last_fsync * 2).min(spin_max));
             if let Some(gathering) = &sync.gathering {
                 if sync.waiters.len() >= gathering.expected {
                     gathering.leader.unpark();
                 }
             }
             drop(sync);
-            if waiter.wait() == SYNC_COVERED {
+            if waiter.wait(spin.unwrap_or_default()) == SYNC_COVERED {
                 return Ok(());
             }
             sync = self.sync.lock();
