@@ -17,7 +17,6 @@ use chronolog::cqrs::{
     Projection, ProjectionRunner, Subscription,
 };
 use chronolog::snapshot::{SkipReason, SnapshotStore};
-use chronolog::storage::FaultyStorage;
 use chronolog::{Durability, Error, Filter, Log, LogOptions, NewEvent};
 use common::bank::*;
 use proptest::prelude::*;
@@ -448,9 +447,8 @@ fn a_read_only_handle_follows_a_writer_in_another_handle() {
 #[test]
 fn a_full_disk_during_a_snapshot_loses_nothing() {
     let directory = tempfile::tempdir().unwrap();
-    let storage = FaultyStorage::new();
-    let plan = storage.plan();
-    let log = Log::open(directory.path(), options().storage(Arc::new(storage))).unwrap();
+    let (faulty_options, plan) = common::with_faults(options());
+    let log = Log::open(directory.path(), faulty_options).unwrap();
     let store = accounts(&log, 2);
     store.execute("1", &AccountCommand::Open).unwrap();
     let first = store.execute("1", &AccountCommand::Deposit(1)).unwrap();
@@ -677,10 +675,9 @@ fn a_runner_notices_a_rewrite_with_the_same_timestamps() {
 #[test]
 fn a_snapshot_folder_whose_directory_sync_failed_is_synced_by_the_next_write() {
     let directory = tempfile::tempdir().unwrap();
-    let storage = FaultyStorage::new();
-    let plan = storage.plan();
     // Durable appends: a snapshot write has no event to sync first.
-    let log = Log::open(directory.path(), options().durability(Durability::Sync).storage(Arc::new(storage))).unwrap();
+    let (faulty_options, plan) = common::with_faults(options().durability(Durability::Sync));
+    let log = Log::open(directory.path(), faulty_options).unwrap();
     log.append(&NewEvent::new("s", "T", b"")).unwrap();
     let meta = |version| chronolog::snapshot::SnapshotMeta {
         name: "count".into(),

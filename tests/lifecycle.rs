@@ -7,7 +7,6 @@ mod common;
 
 use std::sync::Arc;
 
-use chronolog::storage::FaultyStorage;
 use chronolog::{Durability, Error, Log, LogOptions, NewEvent};
 use common::*;
 
@@ -109,9 +108,7 @@ fn truncate_in_the_middle_of_a_batch_keeps_the_prefix() {
 #[test]
 fn an_interrupted_truncate_is_finished_on_open() {
     let directory = tempfile::tempdir().unwrap();
-    let storage = FaultyStorage::new();
-    let plan = storage.plan();
-    let options = small_options().storage(Arc::new(storage));
+    let (options, plan) = common::with_faults(small_options());
     let log = Log::open(directory.path(), options).unwrap();
     append_range(&log, 0, 200, 5);
     log.sync().unwrap();
@@ -173,9 +170,7 @@ fn append_until_error(log: &Log, mut position: u64) -> (u64, Error) {
 #[test]
 fn a_full_disk_fails_the_append_and_damages_nothing() {
     let directory = tempfile::tempdir().unwrap();
-    let storage = FaultyStorage::new();
-    let plan = storage.plan();
-    let options = small_options().storage(Arc::new(storage));
+    let (options, plan) = common::with_faults(small_options());
     let log = Log::open(directory.path(), options.clone()).unwrap();
     append_range(&log, 0, 20, 1);
     // No room for another segment file.
@@ -220,10 +215,8 @@ fn a_failed_fsync_poisons_the_log_and_reopen_recovers() {
 #[test]
 fn a_failed_write_poisons_the_log_and_reopen_cuts_the_torn_tail() {
     let directory = tempfile::tempdir().unwrap();
-    let storage = FaultyStorage::new();
-    let plan = storage.plan();
-    let options =
-        LogOptions::default().segment_capacity_bytes(64 * 1024).durability(Durability::Sync).storage(Arc::new(storage));
+    let (options, plan) =
+        common::with_faults(LogOptions::default().segment_capacity_bytes(64 * 1024).durability(Durability::Sync));
     let log = Log::open(directory.path(), options.clone()).unwrap();
     append_range(&log, 0, 5, 1);
     plan.fail_write_after(0, true);
@@ -282,9 +275,8 @@ fn truncate_into_the_first_segment_after_a_purge() {
 #[test]
 fn an_interrupted_purge_leaves_a_valid_log() {
     let directory = tempfile::tempdir().unwrap();
-    let storage = FaultyStorage::new();
-    let plan = storage.plan();
-    let log = Log::open(directory.path(), small_options().storage(Arc::new(storage))).unwrap();
+    let (faulty_options, plan) = common::with_faults(small_options());
+    let log = Log::open(directory.path(), faulty_options).unwrap();
     append_range(&log, 0, 300, 5);
     log.sync().unwrap();
     // Fail a directory sync after the stream tables are stored and a first
@@ -375,9 +367,7 @@ fn a_full_disk_at_a_segment_roll_loses_only_hints() {
     // space allocated long ago), the stream table and segment index writes
     // fail (they are hints), and creating the next segment fails the append.
     let directory = tempfile::tempdir().unwrap();
-    let storage = FaultyStorage::new();
-    let plan = storage.plan();
-    let options = small_options().storage(Arc::new(storage));
+    let (options, plan) = common::with_faults(small_options());
     let log = Log::open(directory.path(), options.clone()).unwrap();
     append_range(&log, 0, 5, 1);
     plan.limit_space(0);
@@ -441,13 +431,12 @@ fn writeback_is_asked_for_unsynced_bytes_only() {
     const WRITEBACK_BYTES: u64 = 64 * 1024;
     let run = |durability: Durability, writeback_bytes: u64, sync_each_batch: bool| {
         let directory = tempfile::tempdir().unwrap();
-        let storage = FaultyStorage::new();
-        let plan = storage.plan();
-        let options = LogOptions::default()
-            .segment_capacity_bytes(1 << 20)
-            .durability(durability)
-            .writeback_bytes(writeback_bytes)
-            .storage(Arc::new(storage));
+        let (options, plan) = common::with_faults(
+            LogOptions::default()
+                .segment_capacity_bytes(1 << 20)
+                .durability(durability)
+                .writeback_bytes(writeback_bytes),
+        );
         let log = Log::open(directory.path(), options).unwrap();
         let mut position = 0;
         while position < 12_000 {
@@ -502,13 +491,12 @@ fn writeback_is_asked_for_unsynced_bytes_only() {
 #[test]
 fn a_failed_writeback_request_changes_nothing() {
     let directory = tempfile::tempdir().unwrap();
-    let storage = FaultyStorage::new();
-    let plan = storage.plan();
-    let options = LogOptions::default()
-        .segment_capacity_bytes(256 * 1024)
-        .durability(Durability::None)
-        .writeback_bytes(16 * 1024)
-        .storage(Arc::new(storage));
+    let (options, plan) = common::with_faults(
+        LogOptions::default()
+            .segment_capacity_bytes(256 * 1024)
+            .durability(Durability::None)
+            .writeback_bytes(16 * 1024),
+    );
     let log = Log::open(directory.path(), options.clone()).unwrap();
     plan.fail_writebacks();
     append_range(&log, 0, 5_000, 50);

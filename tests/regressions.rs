@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use chronolog::segment::{SegmentFooter, SegmentHeader};
-use chronolog::storage::FaultyStorage;
 use chronolog::{Durability, Error, Log, LogOptions, NewEvent};
 
 fn segment_path(directory: &Path, first: u64) -> PathBuf {
@@ -33,9 +32,7 @@ fn append_numbered(log: &Log, count: u64) {
 #[test]
 fn a_truncate_failing_after_its_marker_poisons_the_log() {
     let directory = tempfile::tempdir().unwrap();
-    let storage = FaultyStorage::new();
-    let plan = storage.plan();
-    let options = LogOptions::default().durability(Durability::Sync).storage(Arc::new(storage));
+    let (options, plan) = common::with_faults(LogOptions::default().durability(Durability::Sync));
     let log = Log::open(directory.path(), options.clone()).unwrap();
     append_numbered(&log, 10);
     // The segment's sync (the records kept) and the marker's file sync pass,
@@ -55,9 +52,7 @@ fn a_truncate_failing_after_its_marker_poisons_the_log() {
 #[test]
 fn records_recovered_after_a_crash_are_synced_by_the_next_sync() {
     let directory = tempfile::tempdir().unwrap();
-    let storage = FaultyStorage::new();
-    let plan = storage.plan();
-    let options = LogOptions::default().durability(Durability::None).storage(Arc::new(storage));
+    let (options, plan) = common::with_faults(LogOptions::default().durability(Durability::None));
     let log = Log::open(directory.path(), options.clone()).unwrap();
     append_numbered(&log, 5);
     // Stands for a crash before any sync: the sync on drop fails.
@@ -158,10 +153,8 @@ fn a_crafted_footer_with_the_largest_position_is_rejected() {
 fn a_purge_failing_half_way_poisons_the_log() {
     for failing_sync in 0..40 {
         let directory = tempfile::tempdir().unwrap();
-        let storage = FaultyStorage::new();
-        let plan = storage.plan();
-        let options =
-            LogOptions::default().durability(Durability::None).segment_capacity_bytes(4096).storage(Arc::new(storage));
+        let (options, plan) =
+            common::with_faults(LogOptions::default().durability(Durability::None).segment_capacity_bytes(4096));
         let log = Log::open(directory.path(), options.clone()).unwrap();
         append_numbered(&log, 400);
         plan.fail_sync_after(failing_sync);
@@ -264,9 +257,7 @@ fn time_queries_on_an_older_view_ignore_later_index_entries() {
 #[test]
 fn a_failed_write_leaves_no_index_entry_behind() {
     let directory = tempfile::tempdir().unwrap();
-    let storage = FaultyStorage::new();
-    let plan = storage.plan();
-    let options = LogOptions::default().durability(Durability::None).storage(Arc::new(storage));
+    let (options, plan) = common::with_faults(LogOptions::default().durability(Durability::None));
     let log = Log::open(directory.path(), options).unwrap();
     append_numbered(&log, 5);
     plan.fail_write_after(0, false);
