@@ -3,7 +3,8 @@
 //! turn (exhaustively), at random sync points and writes of a larger one
 //! (seeded; a failing seed is printed and `CHRONOLOG_POWER_SEED` replays
 //! it), and at every sync point of a purge and the clean close after it
-//! (the manifest, stream tables and the clean-close index are written there).
+//! (the manifest, stream tables and the clean-close index are written there),
+//! and at seeded sync points of threads appending at once (group commit).
 //! After the restart only what was synced is on disk, and the log
 //! must hold every event acknowledged with `Durability::Sync`, be a gap-free
 //! prefix of what was written (stream versions included), and take appends
@@ -196,6 +197,79 @@ fn power_loss_at_random_sync_points_and_writes_of_a_larger_workload() {
             (Cut::AfterWrites(writes), format!("power lost after {writes} writes"))
         };
         crash_and_check(EVENTS, cut, &format!("seed {seed} round {round}: {label}"));
+    }
+}
+
+/// Group commit under power loss: threads append with `Durability::Sync`,
+/// sharing fdatasyncs, until the power goes after a seeded number of syncs.
+/// Every event any thread had acknowledged must be there after the restart,
+/// each stream a gap-free prefix of what its thread wrote.
+#[test]
+fn power_loss_during_group_commit_keeps_every_acknowledged_event() {
+    const THREADS: usize = 6;
+    const APPENDS_PER_THREAD: u64 = 40;
+    let seed: u64 = std::env::var("CHRONOLOG_POWER_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
+    eprintln!("group commit power loss seed: CHRONOLOG_POWER_SEED={seed}");
+    let payload = |thread: usize, sequence: u64| format!("thread {thread} event {sequence}").into_bytes();
+    let mut state = seed | 1;
+    for round in 0..12 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let cut = 1 + state % 60;
+        let label = format!("seed {seed} round {round}: power lost after {cut} syncs");
+        let directory = tempfile::tempdir().unwrap();
+        let storage = PowerLossStorage::new();
+        storage.lose_power_after_syncs(cut);
+        let acknowledged: Vec<u64> = match Log::open(directory.path(), options(&storage)) {
+            Err(_) => vec![0; THREADS],
+            Ok(log) => {
+                let threads: Vec<_> = (0..THREADS)
+                    .map(|thread| {
+                        let log = log.clone();
+                        std::thread::spawn(move || {
+                            let stream = format!("thread-{thread}");
+                            let mut acknowledged = 0;
+                            while acknowledged < APPENDS_PER_THREAD {
+                                let bytes = payload(thread, acknowledged);
+                                if log.append(&NewEvent::new(&stream, "Happened", &bytes)).is_err() {
+                                    break;
+                                }
+                                acknowledged += 1;
+                            }
+                            acknowledged
+                        })
+                    })
+                    .collect();
+                let acknowledged = threads.into_iter().map(|thread| thread.join().unwrap()).collect();
+                storage.lose_power();
+                drop(log);
+                acknowledged
+            }
+        };
+        storage.restart().unwrap();
+        let log = Log::open(directory.path(), options(&storage)).unwrap_or_else(|e| panic!("{label}: reopen: {e}"));
+        let view = log.view();
+        for (thread, &acked) in acknowledged.iter().enumerate() {
+            let events: Vec<_> = view
+                .read_stream(&format!("thread-{thread}"), 0)
+                .unwrap()
+                .map(|event| event.unwrap().to_event())
+                .collect();
+            assert!(
+                events.len() as u64 >= acked,
+                "{label}: thread {thread} had {acked} acknowledged, {} left",
+                events.len()
+            );
+            for (sequence, event) in (0u64..).zip(&events) {
+                assert_eq!(event.stream_version, sequence, "{label}");
+                assert_eq!(event.payload, payload(thread, sequence), "{label}: thread {thread} event {sequence}");
+            }
+        }
+        let positions: Vec<u64> = view.iter().map(|event| event.unwrap().position).collect();
+        assert_eq!(positions, (0..log.next_position()).collect::<Vec<_>>(), "{label}: positions with a gap");
     }
 }
 
