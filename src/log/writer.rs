@@ -33,7 +33,7 @@ const SYNC_GATHER_MAX: Duration = Duration::from_micros(250);
 /// (see `SegmentIndex::prefetch_streams`): enough for the CPU to overlap their cache
 /// misses, few enough for their buckets to stay in the L1 cache (bulk append at
 /// 10,000 streams: see BENCHMARKS.md, seventh session).
-const WARM_AHEAD_EVENTS: usize = 32;
+const PREFETCH_AHEAD_EVENTS: usize = 32;
 
 /// Nanoseconds since the Unix epoch by the system clock (0 if it is set before
 /// 1970; the writer raises it to the last timestamp anyway).
@@ -101,8 +101,8 @@ impl Inner {
         let mark = index.mark();
         let mut undo = Vec::with_capacity(events.len());
         for (batch_index, event) in events.iter().enumerate() {
-            if batch_index % WARM_AHEAD_EVENTS == 0 {
-                index.prefetch_streams(events[batch_index..].iter().take(WARM_AHEAD_EVENTS).map(|e| e.stream));
+            if batch_index % PREFETCH_AHEAD_EVENTS == 0 {
+                index.prefetch_streams(events[batch_index..].iter().take(PREFETCH_AHEAD_EVENTS).map(|e| e.stream));
             }
             timestamp_ns = event.timestamp_ns.unwrap_or(timestamp_ns.max(now));
             let position = state.next_position + batch_index as u64;
@@ -375,14 +375,14 @@ impl Inner {
             let waiter = SyncWaiter::new(target, generation);
             sync.waiters.push(Arc::clone(&waiter));
             let spin_max = self.options.sync_spin_max;
-            let spin = (sync.last_fsync <= spin_max).then(|| (sync.last_fsync * 2).min(spin_max));
+            let spin = if sync.last_fsync <= spin_max { (sync.last_fsync * 2).min(spin_max) } else { Duration::ZERO };
             if let Some(gathering) = &sync.gathering {
                 if sync.waiters.len() >= gathering.expected {
                     gathering.leader.unpark();
                 }
             }
             drop(sync);
-            if waiter.wait(spin.unwrap_or_default()) == SYNC_COVERED {
+            if waiter.wait(spin) == SYNC_COVERED {
                 return Ok(());
             }
             sync = self.sync.lock();
