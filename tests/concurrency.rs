@@ -246,3 +246,144 @@ fn optimistic_concurrency_never_gives_a_gap_or_a_duplicate_version() {
     }
     assert_eq!(next_version.iter().sum::<u64>(), total);
 }
+
+/// What the writer of `a_read_only_reader_follows_appends_truncations_and_purges`
+/// puts in each event: its position and the writer's count of appended
+/// events, which grows along the positions of any state the log is ever in
+/// (a truncation cuts the tail, and later appends come after what is left).
+fn stamped(position: u64, sequence: u64) -> Vec<u8> {
+    let stamp = format!("position={position};sequence={sequence};");
+    stamp.repeat(1 + (sequence % 7) as usize).into_bytes()
+}
+
+/// The position and sequence an event's payload says, if it is one
+/// [`stamped`] made.
+fn stamp_of(payload: &[u8]) -> Option<(u64, u64)> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let first = text.split_inclusive(';').take(2).collect::<String>();
+    if first.is_empty() || text != first.repeat(text.len() / first.len()) {
+        return None;
+    }
+    let mut fields = first.split(';').filter(|field| !field.is_empty());
+    let position = fields.next()?.strip_prefix("position=")?.parse().ok()?;
+    let sequence = fields.next()?.strip_prefix("sequence=")?.parse().ok()?;
+    Some((position, sequence))
+}
+
+/// The names in `directory`, sorted (for failure messages).
+fn file_names(directory: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(directory)
+        .map(|entries| entries.filter_map(|entry| entry.ok()?.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// A read-only handle, as another process holds it, follows a writer that
+/// appends, rolls small segments, truncates its tail and purges its head.
+/// Every refresh and every read must succeed (a live writer is not
+/// corruption; files it deletes or cuts must not fault a reader's maps), and
+/// every view must read a state the log was in: consecutive positions, each
+/// event the one written there, sequences growing along the positions, every
+/// stream's versions without a gap, and a stream read agreeing with the scan.
+#[test]
+fn a_read_only_reader_follows_appends_truncations_and_purges() {
+    const ROUNDS: u64 = 600;
+    const STREAMS: u64 = 5;
+    let directory = tempfile::tempdir().unwrap();
+    let options = LogOptions::default().segment_capacity_bytes(16 * 1024).durability(Durability::None);
+    let log = Log::open(directory.path(), options.clone()).unwrap();
+    log.append(&NewEvent::new("s0", "Stamped", &stamped(0, 0))).unwrap();
+    let reader = Log::open_read_only(directory.path(), options).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(std::sync::Mutex::new(std::collections::HashSet::from([(0u64, 0u64)])));
+
+    let writer = {
+        let (done, written) = (Arc::clone(&done), Arc::clone(&written));
+        thread::spawn(move || {
+            // A fixed xorshift: the same operations on every run.
+            let mut state = 0x9e37_79b9_7f4a_7c15u64;
+            let mut random = move |bound: u64| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state % bound
+            };
+            let names: Vec<String> = (0..STREAMS).map(|stream| format!("s{stream}")).collect();
+            let mut sequence = 1;
+            let (mut truncations, mut purged) = (0, 0);
+            for round in 0..ROUNDS {
+                let next = log.next_position();
+                let count = 1 + random(8);
+                let payloads: Vec<Vec<u8>> = (0..count).map(|i| stamped(next + i, sequence + i)).collect();
+                let events: Vec<NewEvent<'_>> = payloads
+                    .iter()
+                    .enumerate()
+                    .map(|(i, payload)| {
+                        NewEvent::new(&names[((sequence + i as u64) % STREAMS) as usize], "Stamped", payload)
+                    })
+                    .collect();
+                log.append_batch(&events).unwrap();
+                written.lock().unwrap().extend((0..count).map(|i| (next + i, sequence + i)));
+                sequence += count;
+                if round % 25 == 24 {
+                    let (first, next) = (log.first_position(), log.next_position());
+                    let keep = next - 1 - random(40).min(next - 1 - first);
+                    log.truncate_after(keep).unwrap();
+                    truncations += 1;
+                }
+                if round % 60 == 59 {
+                    purged += log.purge_before(log.next_position().saturating_sub(150)).unwrap();
+                }
+            }
+            done.store(true, Ordering::SeqCst);
+            (truncations, purged)
+        })
+    };
+
+    let mut seen = std::collections::HashSet::new();
+    let mut views = 0;
+    loop {
+        let finished = done.load(Ordering::SeqCst);
+        reader.refresh().expect("a live writer is not corruption");
+        let view = reader.view();
+        let events: Vec<_> = view.iter().map(|event| event.expect("a view reads").to_event()).collect();
+        let positions: Vec<u64> = events.iter().map(|event| event.position).collect();
+        let expected: Vec<u64> = (view.first_position()..view.next_position()).collect();
+        assert_eq!(positions, expected, "view {views}: consecutive positions");
+        let mut last_sequence = None;
+        let mut versions = std::collections::HashMap::new();
+        for event in &events {
+            let (position, sequence) = stamp_of(&event.payload).expect("a stamped payload");
+            assert_eq!(position, event.position, "view {views}: the event written at its position");
+            assert!(last_sequence < Some(sequence), "view {views}: sequences grow at {position}");
+            last_sequence = Some(sequence);
+            if let Some(previous) = versions.insert(event.stream.clone(), event.stream_version) {
+                assert_eq!(event.stream_version, previous + 1, "view {views}: {} has no gap", event.stream);
+            }
+            seen.insert((position, sequence));
+        }
+        let stream = format!("s{}", views % STREAMS);
+        let first_version = events.iter().find(|event| event.stream == stream).map_or(0, |e| e.stream_version);
+        let read: Vec<u64> = match view.read_stream(&stream, first_version) {
+            Ok(events) => events.map(|event| event.expect("a stream read reads").position).collect(),
+            Err(error) => panic!(
+                "view {views} ({}..{}): a stream read: {error:?}; files: {:?}",
+                view.first_position(),
+                view.next_position(),
+                file_names(directory.path())
+            ),
+        };
+        let scanned: Vec<u64> = events.iter().filter(|event| event.stream == stream).map(|e| e.position).collect();
+        assert_eq!(read, scanned, "view {views}: the stream read agrees with the scan");
+        views += 1;
+        if finished {
+            break;
+        }
+    }
+    let (truncations, purged) = writer.join().unwrap();
+    assert!(truncations >= ROUNDS / 25 && purged > 0, "{truncations} truncations, {purged} segments purged");
+    assert!(views > 1, "the reader took {views} views");
+    let written = written.lock().unwrap();
+    assert!(seen.is_subset(&written), "every event read was written");
+}

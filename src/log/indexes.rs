@@ -7,10 +7,13 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::open::{check_against_footer, load_stream_table};
+use rustc_hash::FxHashMap;
+
+use super::open::{check_against_footer, load_stream_table, scan_for_streams};
 use super::state::SegmentEntry;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::index::segment_index::{self, SegmentIndex};
+use crate::index::{StreamState, StreamTable};
 use crate::segment::{scan, ScanOutcome, Segment, HEADER_SIZE};
 use crate::storage::{self, Storage};
 
@@ -218,16 +221,18 @@ impl IndexContext {
         }
         // Missing or damaged: the segment is the truth.
         let segment = entry.segment.get()?;
-        let table = load_stream_table(
-            &*self.storage,
-            &self.directory,
-            segments,
-            first,
-            self.writable,
-            &mut Default::default(),
-        )?;
+        let table =
+            load_stream_table(&*self.storage, &self.directory, segments, first, self.writable, &mut Default::default());
+        let back_links = match table {
+            Ok(table) => BackLinks::Table(table),
+            // A read-only handle whose view holds segments the writer purged
+            // since, and the tables that described them: the view's own
+            // segments give every back link its reads can follow.
+            Err(_) if !self.writable => BackLinks::View(last_positions_before(segments, position_in_list)?),
+            Err(error) => return Err(error),
+        };
         let (outcome, index) = scan_into_index(segment, footer.data_end_offset, 0, self.interval_bytes, |stream| {
-            table.get(stream).map(|state| state.last_position)
+            back_links.last_position(stream)
         });
         check_against_footer(segment, &outcome, &footer)?;
         if self.writable {
@@ -240,6 +245,41 @@ impl IndexContext {
         self.rebuilt.lock().push(path);
         Ok(index)
     }
+}
+
+/// Where the back links of a rebuilt index come from.
+enum BackLinks {
+    /// The stream table covering the positions before the segment.
+    Table(StreamTable),
+    /// The last positions in the view's segments before it (see
+    /// [`last_positions_before`]).
+    View(FxHashMap<Box<str>, StreamState>),
+}
+
+impl BackLinks {
+    fn last_position(&self, stream: &str) -> Option<u64> {
+        match self {
+            BackLinks::Table(table) => table.get(stream).map(|state| state.last_position),
+            BackLinks::View(streams) => streams.get(stream).map(|state| state.last_position),
+        }
+    }
+}
+
+/// The last state of every stream in `segments[..end]`, scanned. Links to
+/// positions before a view's first segment are never followed by its reads
+/// (`LogView::previous_chunk` stops there), so for rebuilding the index of
+/// segment `end` of a view these stand in for the stream table before it.
+fn last_positions_before(segments: &[SegmentEntry], end: usize) -> Result<FxHashMap<Box<str>, StreamState>> {
+    let mut streams = FxHashMap::default();
+    for entry in &segments[..end] {
+        let segment = entry.segment.get()?;
+        let Some(footer) = entry.footer else {
+            return Err(Error::corrupted(segment.path(), segment.data_limit(), CorruptionKind::MissingFooter));
+        };
+        let outcome = scan_for_streams(segment, footer.data_end_offset, 0, &mut streams);
+        check_against_footer(segment, &outcome, &footer)?;
+    }
+    Ok(streams)
 }
 
 /// Writes a sealed segment's index beside it (best effort: it is a hint).
