@@ -288,13 +288,23 @@ fn file_names(directory: &std::path::Path) -> Vec<String> {
 /// stream's versions without a gap, and a stream read agreeing with the scan.
 #[test]
 fn a_read_only_reader_follows_appends_truncations_and_purges() {
+    follow_a_changing_writer(true);
+}
+
+/// The same, with views of the writer's own handle taken by another thread.
+#[test]
+fn views_of_the_writing_handle_follow_appends_truncations_and_purges() {
+    follow_a_changing_writer(false);
+}
+
+fn follow_a_changing_writer(read_only: bool) {
     const ROUNDS: u64 = 600;
     const STREAMS: u64 = 5;
     let directory = tempfile::tempdir().unwrap();
     let options = LogOptions::default().segment_capacity_bytes(16 * 1024).durability(Durability::None);
     let log = Log::open(directory.path(), options.clone()).unwrap();
     log.append(&NewEvent::new("s0", "Stamped", &stamped(0, 0))).unwrap();
-    let reader = Log::open_read_only(directory.path(), options).unwrap();
+    let reader = if read_only { Log::open_read_only(directory.path(), options).unwrap() } else { log.clone() };
     let done = Arc::new(AtomicBool::new(false));
     let written = Arc::new(std::sync::Mutex::new(std::collections::HashSet::from([(0u64, 0u64)])));
 

@@ -5,7 +5,7 @@
 //! full of length-like bytes is cut correctly, that crafted positions cannot
 //! overflow, that a truncate which cannot find its cut removes nothing, that a
 //! version-2 segment header re-encodes as the current version, that a read-only
-//! refresh racing a purge lists the directory again, and that a read-only
+//! refresh racing a purge lists the directory again, and that a
 //! view reads the streams of segments purged since it was taken.
 
 mod common;
@@ -563,31 +563,43 @@ fn a_power_loss_during_a_truncation_of_unsynced_records_leaves_an_openable_log()
 }
 
 /// Found by `concurrency::a_read_only_reader_follows_appends_truncations_and_purges`:
-/// a read-only view holding segments the writer purged since (their files
-/// still open in the view) rebuilt their indexes from the stream table before
-/// them, which the purge had removed with the index files, and failed the
-/// stream read as corruption. The view's own segments give the back links.
+/// a view holding segments the writer purged since (their files still open
+/// in the view) rebuilt their indexes from the stream table before them,
+/// which the purge had removed with the index files, and failed the stream
+/// read as corruption. The view's own segments give the back links. For a
+/// read-only handle's view and for a view of the writing handle.
 #[test]
-fn a_read_only_view_reads_streams_of_segments_purged_since() {
-    let directory = tempfile::tempdir().unwrap();
-    let log = Log::open(directory.path(), common::small_options()).unwrap();
-    common::append_range(&log, 0, 500, 4);
-    // The reader's view starts after a first purge: no empty table at
-    // position 0 to rebuild from.
-    assert!(log.purge_before(100).unwrap() >= 1);
-    let reader = Log::open_read_only(directory.path(), common::small_options()).unwrap();
-    let view = reader.view();
-    assert!(view.first_position() > 0);
-    // Every segment of the view opened (as a scan does), no index loaded.
-    let before: Vec<_> = view.iter().map(|event| event.unwrap().to_event()).collect();
-    assert_eq!(before.len() as u64, 500 - view.first_position());
-    let purged = log.purge_before(400).unwrap();
-    assert!(purged >= 3, "{purged} segments purged");
-    for stream in (0..7).map(|s| format!("stream-{s}")) {
-        let first_version = before.iter().find(|e| e.stream == stream).map_or(0, |e| e.stream_version);
-        let read: Vec<u64> =
-            view.read_stream(&stream, first_version).unwrap().map(|event| event.unwrap().position).collect();
-        let scanned: Vec<u64> = before.iter().filter(|e| e.stream == stream).map(|e| e.position).collect();
-        assert_eq!(read, scanned, "{stream}");
+fn a_view_reads_streams_of_segments_purged_since() {
+    for read_only in [true, false] {
+        let directory = tempfile::tempdir().unwrap();
+        let log = Log::open(directory.path(), common::small_options()).unwrap();
+        common::append_range(&log, 0, 500, 4);
+        // The view starts after a first purge: no empty table at position 0
+        // to rebuild from.
+        assert!(log.purge_before(100).unwrap() >= 1);
+        let reader = match read_only {
+            true => Log::open_read_only(directory.path(), common::small_options()).unwrap(),
+            false => log.clone(),
+        };
+        let view = reader.view();
+        assert!(view.first_position() > 0);
+        // Every segment of the view opened (as a scan does), no index loaded.
+        let before: Vec<_> = view.iter().map(|event| event.unwrap().to_event()).collect();
+        assert_eq!(before.len() as u64, 500 - view.first_position());
+        let purged = log.purge_before(400).unwrap();
+        assert!(purged >= 3, "{purged} segments purged");
+        for stream in (0..7).map(|s| format!("stream-{s}")) {
+            let first_version = before.iter().find(|e| e.stream == stream).map_or(0, |e| e.stream_version);
+            let read: Vec<u64> =
+                view.read_stream(&stream, first_version).unwrap().map(|event| event.unwrap().position).collect();
+            let scanned: Vec<u64> = before.iter().filter(|e| e.stream == stream).map(|e| e.position).collect();
+            assert_eq!(read, scanned, "read-only {read_only}: {stream}");
+        }
+        // Nothing made for the old view was left behind as a hint.
+        drop((view, reader));
+        let indexes = common::files_with_extension(directory.path(), "idx");
+        assert!(indexes
+            .iter()
+            .all(|path| common::segment_files(directory.path()).contains(&path.with_extension("seg"))));
     }
 }

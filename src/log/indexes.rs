@@ -223,19 +223,21 @@ impl IndexContext {
         let segment = entry.segment.get()?;
         let table =
             load_stream_table(&*self.storage, &self.directory, segments, first, self.writable, &mut Default::default());
+        // No table covers the positions before the segment when the view
+        // holds segments purged since it was taken (a purge removes their
+        // index files and supersedes the tables before them): the view's own
+        // segments then give every back link its reads can follow.
         let back_links = match table {
             Ok(table) => BackLinks::Table(table),
-            // A read-only handle whose view holds segments the writer purged
-            // since, and the tables that described them: the view's own
-            // segments give every back link its reads can follow.
-            Err(_) if !self.writable => BackLinks::View(last_positions_before(segments, position_in_list)?),
-            Err(error) => return Err(error),
+            Err(_) => BackLinks::View(last_positions_before(segments, position_in_list)?),
         };
         let (outcome, index) = scan_into_index(segment, footer.data_end_offset, 0, self.interval_bytes, |stream| {
             back_links.last_position(stream)
         });
         check_against_footer(segment, &outcome, &footer)?;
-        if self.writable {
+        // Only an index whose back links all come from the log's table is
+        // stored: one made for a view may lack links to purged positions.
+        if self.writable && matches!(back_links, BackLinks::Table(_)) {
             let current = self.generation.lock();
             if *current == generation {
                 // A hint: failing to store it only costs another rebuild.
