@@ -178,26 +178,39 @@ fn power_loss_at_every_sync_point_of_a_purge_and_a_clean_close() {
 #[test]
 fn power_loss_at_random_sync_points_and_writes_of_a_larger_workload() {
     const EVENTS: u64 = 300;
-    let seed: u64 = std::env::var("CHRONOLOG_POWER_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    });
-    eprintln!("power loss seed: CHRONOLOG_POWER_SEED={seed}");
+    let seed = power_seed("power loss");
     let (total_syncs, total_writes) = crash_and_check(EVENTS, Cut::Never, "no power loss");
     let mut state = seed | 1;
     for round in 0..30 {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
+        let random = xorshift(&mut state);
         // Rounds alternate: the power goes at a sync, then at a write.
         let (cut, label) = if round % 2 == 0 {
-            let syncs = state % total_syncs;
+            let syncs = random % total_syncs;
             (Cut::AfterSyncs(syncs), format!("power lost after {syncs} syncs"))
         } else {
-            let writes = state % total_writes;
+            let writes = random % total_writes;
             (Cut::AfterWrites(writes), format!("power lost after {writes} writes"))
         };
         crash_and_check(EVENTS, cut, &format!("seed {seed} round {round}: {label}"));
     }
+}
+
+/// The seed of a seeded power-loss test: `CHRONOLOG_POWER_SEED` replays one,
+/// else the clock's; printed, so that a failure can be replayed.
+fn power_seed(test: &str) -> u64 {
+    let seed = std::env::var("CHRONOLOG_POWER_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
+    eprintln!("{test} seed: CHRONOLOG_POWER_SEED={seed}");
+    seed
+}
+
+/// The next number of a xorshift sequence (`state` must not be zero).
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
 }
 
 /// Group commit under power loss: threads append with `Durability::Sync`,
@@ -208,17 +221,11 @@ fn power_loss_at_random_sync_points_and_writes_of_a_larger_workload() {
 fn power_loss_during_group_commit_keeps_every_acknowledged_event() {
     const THREADS: usize = 6;
     const APPENDS_PER_THREAD: u64 = 40;
-    let seed: u64 = std::env::var("CHRONOLOG_POWER_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    });
-    eprintln!("group commit power loss seed: CHRONOLOG_POWER_SEED={seed}");
+    let seed = power_seed("group commit power loss");
     let payload = |thread: usize, sequence: u64| format!("thread {thread} event {sequence}").into_bytes();
     let mut state = seed | 1;
     for round in 0..12 {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let cut = 1 + state % 60;
+        let cut = 1 + xorshift(&mut state) % 60;
         let label = format!("seed {seed} round {round}: power lost after {cut} syncs");
         let directory = tempfile::tempdir().unwrap();
         let storage = PowerLossStorage::new();
@@ -271,6 +278,255 @@ fn power_loss_during_group_commit_keeps_every_acknowledged_event() {
         let positions: Vec<u64> = view.iter().map(|event| event.unwrap().position).collect();
         assert_eq!(positions, (0..log.next_position()).collect::<Vec<_>>(), "{label}: positions with a gap");
     }
+}
+
+/// Group commit, truncations and power loss: threads append with
+/// `Durability::Sync` while another thread truncates the tail a few times,
+/// then the power goes after a seeded number of syncs. A truncation ends the
+/// sync waits of the tail it cuts; an fdatasync that started before it must
+/// not count the positions appended after it as durable. Every event
+/// acknowledged after the last truncation must be there after the restart,
+/// at the position it was given, and what is there must be whole.
+#[test]
+fn power_loss_after_truncations_under_group_commit_keeps_every_acknowledged_event() {
+    const THREADS: usize = 4;
+    const APPENDS_PER_THREAD: u64 = 2_000;
+    let seed = power_seed("truncation power loss");
+    let payload = |thread: usize, sequence: u64| format!("thread {thread} event {sequence}").into_bytes();
+    let mut state = seed | 1;
+    for round in 0..8 {
+        let cut = 50 + xorshift(&mut state) % 400;
+        let label = format!("seed {seed} round {round}: power lost after {cut} syncs");
+        let directory = tempfile::tempdir().unwrap();
+        let storage = PowerLossStorage::new();
+        storage.lose_power_after_syncs(cut);
+        let Ok(log) = Log::open(directory.path(), options(&storage)) else { continue };
+        let truncating = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let maintenance = {
+            let (log, truncating, storage) = (log.clone(), Arc::clone(&truncating), storage.clone());
+            std::thread::spawn(move || {
+                for k in 0..5u64 {
+                    std::thread::sleep(std::time::Duration::from_micros(300));
+                    let next = log.next_position();
+                    if next > 10 {
+                        // After the power went, a truncation fails like any write.
+                        let _ = log.truncate_after(next - 1 - (k * 3) % 8);
+                    }
+                }
+                truncating.store(false, std::sync::atomic::Ordering::SeqCst);
+                // An append right after the last cut, into positions the cut
+                // freed, and the power goes as soon as it is acknowledged.
+                let probe = log.append(&NewEvent::new("probe", "Happened", b"after the cuts")).ok();
+                if round % 2 == 0 {
+                    storage.lose_power();
+                }
+                probe.map(|appended| appended.position)
+            })
+        };
+        let threads: Vec<_> = (0..THREADS)
+            .map(|thread| {
+                let (log, truncating) = (log.clone(), Arc::clone(&truncating));
+                std::thread::spawn(move || {
+                    let stream = format!("thread-{thread}");
+                    // (position, sequence) of each append acknowledged after
+                    // the last truncation had returned.
+                    let mut kept = Vec::new();
+                    for sequence in 0..APPENDS_PER_THREAD {
+                        let after = !truncating.load(std::sync::atomic::Ordering::SeqCst);
+                        if kept.len() >= 20 {
+                            break;
+                        }
+                        let bytes = payload(thread, sequence);
+                        match log.append(&NewEvent::new(&stream, "Happened", &bytes)) {
+                            Ok(appended) if after => kept.push((appended.position, sequence)),
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                    kept
+                })
+            })
+            .collect();
+        let kept: Vec<Vec<(u64, u64)>> = threads.into_iter().map(|thread| thread.join().unwrap()).collect();
+        let probe = maintenance.join().unwrap();
+        eprintln!("{label}: {} acknowledged after the truncations", kept.iter().map(Vec::len).sum::<usize>());
+        storage.lose_power();
+        drop(log);
+        storage.restart().unwrap();
+        let log = Log::open(directory.path(), options(&storage)).unwrap_or_else(|e| panic!("{label}: reopen: {e}"));
+        let events: Vec<_> = log.view().iter().map(|event| event.unwrap().to_event()).collect();
+        let positions: Vec<u64> = events.iter().map(|event| event.position).collect();
+        assert_eq!(positions, (0..log.next_position()).collect::<Vec<_>>(), "{label}: positions with a gap");
+        for (thread, kept) in kept.iter().enumerate() {
+            for &(position, sequence) in kept {
+                let event = events.get(position as usize);
+                assert!(
+                    event.is_some_and(|event| event.payload == payload(thread, sequence)),
+                    "{label}: thread {thread} event {sequence}, acknowledged at {position}, lost"
+                );
+            }
+        }
+        if let Some(position) = probe {
+            let event = events.get(position as usize);
+            assert!(event.is_some_and(|event| event.stream == "probe"), "{label}: the probe at {position} lost");
+        }
+        let mut versions = std::collections::HashMap::new();
+        for event in &events {
+            if let Some(previous) = versions.insert(event.stream.clone(), event.stream_version) {
+                assert_eq!(event.stream_version, previous + 1, "{label}: {} has a gap", event.stream);
+            }
+        }
+    }
+}
+
+/// Power-loss storage whose files' `sync_data` can be held: the next call
+/// after [`SyncGate::hold_next`] tells the test it has started and waits
+/// for [`SyncGate::release`] (a race made to happen on cue).
+mod sync_gate {
+    use std::io;
+    use std::path::Path;
+    use std::sync::mpsc::{channel, Receiver, Sender};
+    use std::sync::{Arc, Mutex};
+
+    use chronolog::storage::{Mapping, OpenMode, PowerLossStorage, Storage, StorageFile};
+
+    #[derive(Debug, Default)]
+    pub struct SyncGate {
+        /// Set by `hold_next`: where to say "started", and what to wait on.
+        armed: Mutex<Option<(Sender<()>, Receiver<()>)>>,
+        release: Mutex<Option<Sender<()>>>,
+    }
+
+    impl SyncGate {
+        /// Holds the next `sync_data`; the receiver hears when it starts.
+        pub fn hold_next(&self) -> Receiver<()> {
+            let (started_tx, started_rx) = channel();
+            let (release_tx, release_rx) = channel();
+            *self.armed.lock().unwrap() = Some((started_tx, release_rx));
+            *self.release.lock().unwrap() = Some(release_tx);
+            started_rx
+        }
+
+        /// Lets the held `sync_data` go on.
+        pub fn release(&self) {
+            if let Some(release) = self.release.lock().unwrap().take() {
+                let _ = release.send(());
+            }
+        }
+
+        fn pass(&self) {
+            let armed = self.armed.lock().unwrap().take();
+            if let Some((started, release)) = armed {
+                let _ = started.send(());
+                let _ = release.recv();
+            }
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    pub struct GatedStorage {
+        pub inner: PowerLossStorage,
+        pub gate: Arc<SyncGate>,
+    }
+
+    #[derive(Debug)]
+    struct GatedFile {
+        inner: Arc<dyn StorageFile>,
+        gate: Arc<SyncGate>,
+    }
+
+    impl Storage for GatedStorage {
+        fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+            self.inner.create_dir_all(path)
+        }
+        fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+            self.inner.list_dir(path)
+        }
+        fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StorageFile>> {
+            let inner = self.inner.open(path, mode)?;
+            Ok(Arc::new(GatedFile { inner, gate: Arc::clone(&self.gate) }))
+        }
+        fn remove_file(&self, path: &Path) -> io::Result<()> {
+            self.inner.remove_file(path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            self.inner.rename(from, to)
+        }
+        fn sync_dir(&self, path: &Path) -> io::Result<()> {
+            self.inner.sync_dir(path)
+        }
+        fn exists(&self, path: &Path) -> io::Result<bool> {
+            self.inner.exists(path)
+        }
+    }
+
+    impl StorageFile for GatedFile {
+        fn path(&self) -> &Path {
+            self.inner.path()
+        }
+        fn len(&self) -> io::Result<u64> {
+            self.inner.len()
+        }
+        fn read_exact_at(&self, buffer: &mut [u8], offset: u64) -> io::Result<()> {
+            self.inner.read_exact_at(buffer, offset)
+        }
+        fn write_all_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
+            self.inner.write_all_at(bytes, offset)
+        }
+        fn allocate(&self, length: u64) -> io::Result<()> {
+            self.inner.allocate(length)
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            self.gate.pass();
+            self.inner.sync_data()
+        }
+        fn start_writeback(&self, offset: u64, length: u64) -> io::Result<()> {
+            self.inner.start_writeback(offset, length)
+        }
+        fn map(&self) -> io::Result<Mapping> {
+            self.inner.map()
+        }
+        fn try_lock(&self) -> io::Result<bool> {
+            self.inner.try_lock()
+        }
+    }
+}
+
+/// An fdatasync that started before a truncation finishes after it: it
+/// covered the old tail, not the positions the cut frees and the next
+/// appends reuse. The append right after the cut must make its own
+/// fdatasync, and survive a power loss the moment it is acknowledged.
+#[test]
+fn an_fsync_from_before_a_truncation_does_not_cover_the_appends_after_it() {
+    let directory = tempfile::tempdir().unwrap();
+    let storage = sync_gate::GatedStorage { inner: PowerLossStorage::new(), gate: Default::default() };
+    let options = LogOptions::default()
+        .segment_capacity_bytes(SMALL_SEGMENT_BYTES)
+        .durability(Durability::Sync)
+        .storage(Arc::new(storage.clone()));
+    let log = Log::open(directory.path(), options.clone()).unwrap();
+    append_range(&log, 0, 10, 1);
+    assert_eq!(common::segment_files(directory.path()).len(), 1, "one segment: the cut rewrites the active one");
+    // An append whose fdatasync is held once it has started.
+    let started = storage.gate.hold_next();
+    let leader = {
+        let log = log.clone();
+        std::thread::spawn(move || log.append(&NewEvent::new("cut", "Happened", b"position 10")).map(|_| ()))
+    };
+    started.recv().unwrap();
+    // The truncation's own sync of what it keeps is not held.
+    log.truncate_after(5).unwrap();
+    storage.gate.release();
+    leader.join().unwrap().unwrap();
+    let appended = log.append(&NewEvent::new("after", "Happened", b"position 6")).unwrap();
+    assert_eq!(appended.position, 6);
+    storage.inner.lose_power();
+    drop(log);
+    storage.inner.restart().unwrap();
+    let log = Log::open(directory.path(), options).unwrap();
+    let events = common::read_all(&log);
+    assert_eq!(events.len(), 7, "the six kept and the one acknowledged after the cut");
+    assert_eq!((events[6].stream.as_str(), &events[6].payload[..]), ("after", &b"position 6"[..]));
 }
 
 /// The CQRS workload under power loss: commands through an `AggregateStore`
