@@ -247,6 +247,9 @@ fn optimistic_concurrency_never_gives_a_gap_or_a_duplicate_version() {
     assert_eq!(next_version.iter().sum::<u64>(), total);
 }
 
+/// How many streams the writer of `follow_a_changing_writer` appends to.
+const STREAMS: u64 = 5;
+
 /// What the writer of `a_read_only_reader_follows_appends_truncations_and_purges`
 /// puts in each event: its position and the writer's count of appended
 /// events, which grows along the positions of any state the log is ever in
@@ -268,6 +271,46 @@ fn stamp_of(payload: &[u8]) -> Option<(u64, u64)> {
     let position = fields.next()?.strip_prefix("position=")?.parse().ok()?;
     let sequence = fields.next()?.strip_prefix("sequence=")?.parse().ok()?;
     Some((position, sequence))
+}
+
+/// The view's other ways in, against its scan (`events`): newest first, by
+/// position, a stream's state and its backward read, the position at a
+/// time, and the stream count.
+fn check_other_reads(view: &chronolog::LogView, events: &[chronolog::Event], stream: &str, views: u64) {
+    let label = format!("view {views} ({}..{})", view.first_position(), view.next_position());
+    let newest_first: Vec<u64> = view.iter_rev().map(|event| event.expect("iter_rev").position).collect();
+    assert!(newest_first.iter().rev().eq(events.iter().map(|event| &event.position)), "{label}: iter_rev");
+    for event in events.iter().step_by(17) {
+        let got = view.get(event.position).expect("get").map(|found| found.to_event());
+        assert_eq!(got.as_ref(), Some(event), "{label}: get({})", event.position);
+    }
+    let last = events.iter().rev().find(|event| event.stream == stream);
+    let state = view.stream_state(stream).expect("stream_state");
+    assert_eq!(
+        state.map(|state| (state.last_version, state.last_position)),
+        last.map(|event| (event.stream_version, event.position)),
+        "{label}: stream_state({stream})"
+    );
+    let backward: Vec<u64> = view
+        .read_stream_backward(stream, None)
+        .expect("a backward read")
+        .map(|event| event.expect("a backward read reads").position)
+        .take_while(|&position| position >= view.first_position())
+        .collect();
+    let scanned: Vec<u64> = events.iter().rev().filter(|event| event.stream == stream).map(|e| e.position).collect();
+    assert_eq!(backward, scanned, "{label}: the backward read of {stream}");
+    if let Some(middle) = events.get(events.len() / 2) {
+        let at = view.position_at(middle.timestamp_ns).expect("position_at");
+        let expected = events.iter().rev().find(|event| event.timestamp_ns <= middle.timestamp_ns).map(|e| e.position);
+        assert_eq!(at, expected, "{label}: position_at({})", middle.timestamp_ns);
+    }
+    let distinct: std::collections::HashSet<&str> = events.iter().map(|event| event.stream.as_str()).collect();
+    let count = view.stream_count().expect("stream_count");
+    assert!(
+        count >= distinct.len() as u64 && count <= STREAMS,
+        "{label}: {count} streams, {} in the view",
+        distinct.len()
+    );
 }
 
 /// The names in `directory`, sorted (for failure messages).
@@ -299,7 +342,6 @@ fn views_of_the_writing_handle_follow_appends_truncations_and_purges() {
 
 fn follow_a_changing_writer(read_only: bool) {
     const ROUNDS: u64 = 600;
-    const STREAMS: u64 = 5;
     let directory = tempfile::tempdir().unwrap();
     let options = LogOptions::default().segment_capacity_bytes(16 * 1024).durability(Durability::None);
     let log = Log::open(directory.path(), options.clone()).unwrap();
@@ -386,6 +428,7 @@ fn follow_a_changing_writer(read_only: bool) {
         };
         let scanned: Vec<u64> = events.iter().filter(|event| event.stream == stream).map(|e| e.position).collect();
         assert_eq!(read, scanned, "view {views}: the stream read agrees with the scan");
+        check_other_reads(&view, &events, &stream, views);
         views += 1;
         if finished {
             break;
