@@ -704,3 +704,34 @@ fn a_snapshot_folder_whose_directory_sync_failed_is_synced_by_the_next_write() {
     let second_write = plan.syncs() - before;
     assert_eq!(first_write, second_write + 2, "syncs of the first write {first_write}, of the next {second_write}");
 }
+
+/// Events re-appended after a truncation with the timestamps the cut ones
+/// had (an import replayed, say) are still another history: a subscription
+/// that read the cut ones must notice, by the records' CRCs, not only their
+/// timestamps.
+#[test]
+fn a_subscription_notices_a_rewrite_that_kept_the_timestamps() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), options()).unwrap();
+    let append = |amount: i64| {
+        let payload = serde_json::to_vec(&AccountEvent::Deposited(amount)).unwrap();
+        let timestamp_ns = 1_000 + amount.unsigned_abs() % 100;
+        log.append(&NewEvent::new("account-1", "Deposited", &payload).with_timestamp_ns(timestamp_ns)).unwrap();
+    };
+    for amount in 0..10 {
+        append(amount);
+    }
+    let mut subscription = Subscription::from_position(&log, 0, Filter::default());
+    for _ in 0..10 {
+        subscription.next_timeout(WAIT).unwrap().unwrap();
+    }
+    log.truncate_after(7).unwrap();
+    // Positions 8 and 9 again, at the same times, with other amounts.
+    for amount in [108, 109, 110] {
+        append(amount);
+    }
+    assert!(
+        matches!(subscription.next_timeout(WAIT), Err(Error::LogRewritten { position: 9 })),
+        "the subscription must not go on into another history"
+    );
+}

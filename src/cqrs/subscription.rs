@@ -43,9 +43,11 @@ pub struct Subscription {
     next: u64,
     buffer: VecDeque<Event>,
     stop: Arc<AtomicBool>,
-    /// Position and timestamp of the last event read from the log: how a
-    /// truncation under the subscription is noticed.
-    last_read: Option<(u64, u64)>,
+    /// Position and fingerprint (timestamp and record CRC) of the last event
+    /// read from the log: how a truncation under the subscription is
+    /// noticed, even when the events appended since took the same positions
+    /// and timestamps.
+    last_read: Option<(u64, (u64, u32))>,
 }
 
 /// Stops a [`Subscription`] from another thread: its blocked
@@ -119,8 +121,8 @@ impl Subscription {
                 return Ok(None);
             }
             let view = self.log.view();
-            if let Some((position, timestamp_ns)) = self.last_read.filter(|&(p, _)| p >= view.first_position()) {
-                if view.get(position)?.map(|event| event.timestamp_ns) != Some(timestamp_ns) {
+            if let Some((position, fingerprint)) = self.last_read.filter(|&(p, _)| p >= view.first_position()) {
+                if view.fingerprint(position)? != Some(fingerprint) {
                     return Err(Error::LogRewritten { position });
                 }
             }
@@ -131,6 +133,7 @@ impl Subscription {
                 // long backlog still sees the deadline and `stop` in time.
                 let scan_end = end.min(start.saturating_add(SCAN_EVENTS));
                 let mut failure = None;
+                let mut last_position = None;
                 for event in view.iter_range(start, scan_end) {
                     let event = match event {
                         Ok(event) => event,
@@ -140,12 +143,19 @@ impl Subscription {
                         }
                     };
                     self.next = event.position + 1;
-                    self.last_read = Some((event.position, event.timestamp_ns));
+                    last_position = Some(event.position);
                     if self.filter.matches(event.stream, event.event_type) {
                         self.buffer.push_back(event.to_event());
                         if self.buffer.len() >= BATCH_EVENTS {
                             break;
                         }
+                    }
+                }
+                // Once per refill, from the view the events came from.
+                if let Some(position) = last_position {
+                    match view.fingerprint(position) {
+                        Ok(fingerprint) => self.last_read = fingerprint.map(|fingerprint| (position, fingerprint)),
+                        Err(error) => failure = failure.or(Some(error)),
                     }
                 }
                 if failure.is_none() && self.buffer.is_empty() {
