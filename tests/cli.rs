@@ -505,8 +505,12 @@ impl Drop for KillOnDrop {
 fn tail_follows_a_truncation_and_starts_where_asked() {
     let directory = tempfile::tempdir().unwrap();
     let log = Log::open(directory.path(), small_segments()).unwrap();
+    // Given timestamps: the events appended after the cut take the same
+    // positions and the same timestamps as the ones cut, so only their
+    // records tell them apart.
     for i in 0..100u32 {
-        log.append(&NewEvent::new("old", "T", i.to_string().as_bytes())).unwrap();
+        let payload = i.to_string();
+        log.append(&NewEvent::new("old", "T", payload.as_bytes()).with_timestamp_ns(1000 + u64::from(i))).unwrap();
     }
     let spawn = |extra: &[&str]| {
         let mut child = Command::new(BIN)
@@ -531,7 +535,8 @@ fn tail_follows_a_truncation_and_starts_where_asked() {
 
     log.truncate_after(49).unwrap();
     for i in 0..100u32 {
-        log.append(&NewEvent::new("new", "T", i.to_string().as_bytes())).unwrap();
+        let payload = i.to_string();
+        log.append(&NewEvent::new("new", "T", payload.as_bytes()).with_timestamp_ns(1050 + u64::from(i))).unwrap();
     }
     let after: Vec<u64> = (0..100).map(|_| next_position(&received)).collect();
     assert_eq!(after, (50..150).collect::<Vec<_>>(), "the events at the cut positions are the new ones");

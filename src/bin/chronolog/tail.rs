@@ -40,7 +40,12 @@ pub struct Args {
     pub format: Format,
 }
 
-/// Events remembered (position and timestamp) to find where a truncation
+/// What tells an event from one appended at its position after a
+/// truncation: its timestamp and record CRC (`LogView::fingerprint`); the
+/// timestamp alone is the same when the new events were given the old ones'.
+type Fingerprint = (u64, u32);
+
+/// Events remembered (position and fingerprint) to find where a truncation
 /// under tail cut the log.
 const REMEMBERED: usize = 1024;
 /// How often tail looks for a truncation while the log is idle.
@@ -58,7 +63,7 @@ pub fn run(args: &Args) -> CliResult {
     let mut line = String::new();
     // The newest events read: a truncation (then new appends) replaces some
     // of them, and tail goes on from the first one replaced.
-    let mut read: VecDeque<(u64, u64)> = VecDeque::with_capacity(REMEMBERED);
+    let mut read: VecDeque<(u64, Fingerprint)> = VecDeque::with_capacity(REMEMBERED);
     // Never set: tail runs until the process is interrupted.
     let stop = AtomicBool::new(false);
     loop {
@@ -77,7 +82,9 @@ pub fn run(args: &Args) -> CliResult {
             if read.len() == REMEMBERED {
                 read.pop_front();
             }
-            read.push_back((event.position, event.timestamp_ns));
+            if let Some(fingerprint) = view.fingerprint(event.position)? {
+                read.push_back((event.position, fingerprint));
+            }
             if selection.matches(&filter, &event) {
                 line.clear();
                 output::render(&event, args.format, &mut line);
@@ -96,13 +103,13 @@ pub fn run(args: &Args) -> CliResult {
 /// When events tail already read are no longer in the log as read (a
 /// truncation, perhaps followed by new appends): the first position to read
 /// again, forgetting the replaced events.
-fn replaced_from(view: &LogView, read: &mut VecDeque<(u64, u64)>) -> CliResult<Option<u64>> {
-    let unchanged = |view: &LogView, (position, timestamp_ns): (u64, u64)| -> CliResult<bool> {
+fn replaced_from(view: &LogView, read: &mut VecDeque<(u64, Fingerprint)>) -> CliResult<Option<u64>> {
+    let unchanged = |view: &LogView, (position, fingerprint): (u64, Fingerprint)| -> CliResult<bool> {
         // Purged events cannot be compared, and a purge rewrites nothing.
         if position < view.first_position() {
             return Ok(true);
         }
-        Ok(view.get(position)?.is_some_and(|event| event.timestamp_ns == timestamp_ns))
+        Ok(view.fingerprint(position)? == Some(fingerprint))
     };
     let Some(&newest) = read.back() else { return Ok(None) };
     if unchanged(view, newest)? {
