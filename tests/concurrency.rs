@@ -328,7 +328,8 @@ fn file_names(directory: &std::path::Path) -> Vec<String> {
 /// corruption; files it deletes or cuts must not fault a reader's maps), and
 /// every view must read a state the log was in: consecutive positions, each
 /// event the one written there, sequences growing along the positions, every
-/// stream's versions without a gap, and a stream read agreeing with the scan.
+/// stream's versions without a gap, and a stream read agreeing with the scan;
+/// and `verify` finds no problem.
 #[test]
 fn a_read_only_reader_follows_appends_truncations_and_purges() {
     follow_a_changing_writer(true);
@@ -429,6 +430,16 @@ fn follow_a_changing_writer(read_only: bool) {
         let scanned: Vec<u64> = events.iter().filter(|event| event.stream == stream).map(|e| e.position).collect();
         assert_eq!(read, scanned, "view {views}: the stream read agrees with the scan");
         check_other_reads(&view, &events, &stream, views);
+        // A live writer is no damage to `verify` either.
+        if views.is_multiple_of(10) {
+            let report = reader.verify().expect("verify");
+            assert!(
+                report.problems.is_empty(),
+                "view {views}: a healthy log verified with problems: {:?}; files: {:?}",
+                report.problems,
+                file_names(directory.path())
+            );
+        }
         views += 1;
         if finished {
             break;

@@ -5,8 +5,10 @@
 //! full of length-like bytes is cut correctly, that crafted positions cannot
 //! overflow, that a truncate which cannot find its cut removes nothing, that a
 //! version-2 segment header re-encodes as the current version, that a read-only
-//! refresh racing a purge lists the directory again, and that a
-//! view reads the streams of segments purged since it was taken.
+//! refresh racing a purge lists the directory again, that a view reads the
+//! streams of segments purged since it was taken, and that `verify` finds no
+//! damage in what a live writer does (a view capped inside a batch by a
+//! truncation in progress, a stream table removed after the listing).
 
 mod common;
 
@@ -602,4 +604,48 @@ fn a_view_reads_streams_of_segments_purged_since() {
             .iter()
             .all(|path| common::segment_files(directory.path()).contains(&path.with_extension("seg"))));
     }
+}
+
+/// Found by `concurrency::a_read_only_reader_follows_appends_truncations_and_purges`
+/// with `verify` in its loop: a read-only handle that opens while a
+/// truncation is in progress shows the log as the cut will leave it, which
+/// may end inside a batch (the writer closes that batch in the copy it
+/// rewrites), and `verify` reported that end as an incomplete batch.
+#[test]
+fn verify_accepts_a_read_only_view_capped_inside_a_batch_by_a_pending_truncation() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), LogOptions::default().durability(Durability::None)).unwrap();
+    let events: Vec<NewEvent<'_>> = (0..5).map(|_| NewEvent::new("s", "T", b"in one batch")).collect();
+    log.append_batch(&events).unwrap();
+    log.append(&NewEvent::new("s", "T", b"after")).unwrap();
+    // The writer has written its marker for a cut after position 2, the
+    // middle of the batch, and not finished.
+    let marker = chronolog::segment::truncate_marker::encode(2);
+    std::fs::write(directory.path().join(chronolog::segment::truncate_marker::TRUNCATE_MARKER_FILE_NAME), marker)
+        .unwrap();
+    let reader = Log::open_read_only(directory.path(), LogOptions::default()).unwrap();
+    assert_eq!(reader.next_position(), 3, "the log as the cut will leave it");
+    let report = reader.verify().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.records_checked, 3);
+}
+
+/// Found the same way: `verify` lists the stream tables, then reads each,
+/// and a live writer may remove one in between (a purge or a truncation
+/// supersedes it): that is not an error of the log.
+#[test]
+fn verify_skips_a_stream_table_removed_after_the_listing() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), common::small_options()).unwrap();
+    common::append_range(&log, 0, 100, 4);
+    drop(log);
+    let storage = common::hooked::HookedStorage {
+        // A table the listing shows but the directory no longer holds.
+        list_dir: Some(Box::new(|_, names: &mut Vec<String>| names.push(format!("{:020}.streams", 1u64 << 40)))),
+        ..Default::default()
+    };
+    let options = common::small_options().storage(Arc::new(storage));
+    let reader = Log::open_read_only(directory.path(), options).unwrap();
+    let report = reader.verify().expect("a table gone since the listing is not an error");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
