@@ -735,3 +735,73 @@ fn a_subscription_notices_a_rewrite_that_kept_the_timestamps() {
         "the subscription must not go on into another history"
     );
 }
+
+/// A read side in another process (a read-only handle) loads aggregates
+/// through snapshots while the write side runs commands that snapshot every
+/// two events, and truncates the log now and then (which removes the
+/// snapshots of what it cuts, and lets the positions be written again with
+/// other events and other snapshots). Every load must equal a brute-force
+/// fold of the stream as the reader's view holds it: a snapshot of a
+/// position beyond the view, or of another history, is never used.
+#[test]
+fn read_only_loads_through_snapshots_agree_with_the_view_while_the_writer_truncates() {
+    const ACCOUNTS: usize = 3;
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), options()).unwrap();
+    let store = accounts(&log, 2);
+    for account in 0..ACCOUNTS {
+        store.execute(&format!("{account}"), &AccountCommand::Open).unwrap();
+    }
+    let reader = Log::open_read_only(directory.path(), options()).unwrap();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            let store = accounts(&log, 2);
+            for round in 0..400u64 {
+                let account = format!("{}", round % ACCOUNTS as u64);
+                // Refused commands (an overdraft) are part of the workload.
+                let _ = store.execute(&account, &command((round % 3 + 1) as u8, (round % 7) as i64 + 1));
+                if round % 40 == 39 {
+                    log.truncate_after(log.next_position() - 1 - round % 5).unwrap();
+                }
+            }
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+    let read_side = accounts(&reader, 2);
+    let (mut loads, mut from_snapshots, mut skipped) = (0, 0, 0);
+    for turn in 0u64.. {
+        let finished = done.load(Ordering::SeqCst);
+        // The view is kept over several turns, while the writer truncates
+        // and snapshots the positions again.
+        if turn % 8 == 0 || finished {
+            reader.refresh().unwrap();
+        }
+        for account in 0..ACCOUNTS {
+            let id = format!("{account}");
+            let loaded = read_side.load(&id).unwrap();
+            from_snapshots += u32::from(loaded.report.snapshot.is_some());
+            skipped += loaded.report.skipped.len();
+            let view = reader.view();
+            let events: Vec<(u64, AccountEvent)> = view
+                .read_stream(&loaded.stream, 0)
+                .unwrap()
+                .map(|event| {
+                    let event = event.unwrap();
+                    (event.stream_version, serde_json::from_slice(event.payload).unwrap())
+                })
+                .collect();
+            let expected = fold_account(events.iter().map(|(_, event)| event));
+            assert_eq!(loaded.state, expected, "load {loads} of {id}");
+            assert_eq!(loaded.version, events.last().map(|(version, _)| *version), "load {loads} of {id}");
+            loads += 1;
+        }
+        if finished {
+            break;
+        }
+    }
+    writer.join().unwrap();
+    eprintln!("{loads} loads, {from_snapshots} from a snapshot, {skipped} snapshots skipped");
+    assert!(loads > ACCOUNTS && from_snapshots > 0, "{loads} loads, {from_snapshots} from a snapshot");
+}
