@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::open::{self, check_against_footer, list_stream_tables};
+use super::state::Published;
 use super::{truncation, Inner, LogView};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::index::stream_table::{self, StreamTable};
@@ -197,8 +198,43 @@ impl Inner {
         Ok(())
     }
 
+    /// Verifies the log as this handle sees it. The segment indexes, stream
+    /// tables and manifest are files a live writer rewrites or removes when it
+    /// truncates or purges (and a read-only handle's view may be older than
+    /// the directory): when problems are found and the log has changed since
+    /// the view, the check is made again on the log as it is now, up to
+    /// `VERIFY_ATTEMPTS` times in all. The last check's report is returned.
     pub(super) fn verify(&self) -> Result<VerifyReport> {
-        let view = LogView::new(self.published.read().clone());
+        let mut published = self.published.read().clone();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let report = self.verify_view(&LogView::new(published.clone()))?;
+            if report.problems.is_empty() || attempt == VERIFY_ATTEMPTS {
+                return Ok(report);
+            }
+            let now = if self.writable {
+                let state = self.state.lock();
+                let generation = *state.context.generation.lock();
+                (generation != published.generation).then(|| state.published())
+            } else {
+                // The writer's changes show only in a fresh load; this
+                // handle's own state is left as it is (see `Log::refresh`).
+                let shared = Arc::clone(&self.state.lock().context);
+                open::load_read_only(&self.directory, &self.options, Some(&shared))
+                    .ok()
+                    .map(|loaded| loaded.state.published())
+                    .filter(|fresh| !same_log(fresh, &published))
+            };
+            match now {
+                Some(now) => published = now,
+                // Nothing changed that explains the problems: they are real.
+                None => return Ok(report),
+            }
+        }
+    }
+
+    fn verify_view(&self, view: &LogView) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
         let mut timestamp_floor = 0;
         let mut expected_first = view.first_position();
@@ -276,8 +312,8 @@ impl Inner {
                 }
             }
         }
-        self.verify_stream_tables(&mut report, &view)?;
-        self.verify_manifest(&mut report, &view)?;
+        self.verify_stream_tables(&mut report, view)?;
+        self.verify_manifest(&mut report, view)?;
         Ok(report)
     }
 
@@ -354,6 +390,21 @@ impl Inner {
         }
         Ok(())
     }
+}
+
+/// How many times `verify` checks the log when a live writer's changes could
+/// explain what it found.
+const VERIFY_ATTEMPTS: u32 = 3;
+
+/// Whether two states show the same log: the same segments, sealed alike,
+/// and the same end.
+fn same_log(a: &Published, b: &Published) -> bool {
+    (a.first_position, a.next_position, a.active_data_end) == (b.first_position, b.next_position, b.active_data_end)
+        && a.segments.len() == b.segments.len()
+        && a.segments
+            .iter()
+            .zip(b.segments.iter())
+            .all(|(x, y)| x.segment.first_position() == y.segment.first_position() && x.footer == y.footer)
 }
 
 /// The bytes between a sealed segment's last record and its footer must be zero.
