@@ -406,7 +406,11 @@ impl Log {
     }
 
     /// Checks every record, footer and index of the log against its checksum
-    /// and the format's rules; returns the problems found.
+    /// and the format's rules; returns the problems found. A live writer's
+    /// truncations and purges (during the check, or, for a read-only handle,
+    /// since its last refresh) rewrite index files: when problems are found
+    /// and the log has changed, the check is made again on the log as it is
+    /// (up to three times in all), so that they are not reported as damage.
     pub fn verify(&self) -> Result<VerifyReport> {
         self.inner.verify()
     }
