@@ -347,13 +347,15 @@ fn follow_a_changing_writer(read_only: bool) {
     let options = LogOptions::default().segment_capacity_bytes(16 * 1024).durability(Durability::None);
     let log = Log::open(directory.path(), options.clone()).unwrap();
     log.append(&NewEvent::new("s0", "Stamped", &stamped(0, 0))).unwrap();
-    let reader = if read_only { Log::open_read_only(directory.path(), options).unwrap() } else { log.clone() };
+    let reader = if read_only { Log::open_read_only(directory.path(), options.clone()).unwrap() } else { log.clone() };
     let done = Arc::new(AtomicBool::new(false));
     let written = Arc::new(std::sync::Mutex::new(std::collections::HashSet::from([(0u64, 0u64)])));
 
     let writer = {
         let (done, written) = (Arc::clone(&done), Arc::clone(&written));
+        let (directory, options) = (directory.path().to_path_buf(), options.clone());
         thread::spawn(move || {
+            let mut log = log;
             // A fixed xorshift: the same operations on every run.
             let mut state = 0x9e37_79b9_7f4a_7c15u64;
             let mut random = move |bound: u64| {
@@ -387,6 +389,14 @@ fn follow_a_changing_writer(read_only: bool) {
                 }
                 if round % 60 == 59 {
                     purged += log.purge_before(log.next_position().saturating_sub(150)).unwrap();
+                }
+                // The writer process restarts: a clean close (the active
+                // segment's index and the manifest written), then an open
+                // that takes the segments from the manifest. Only where the
+                // reader is another handle: a clone of this one keeps it open.
+                if read_only && round % 100 == 99 {
+                    drop(log);
+                    log = Log::open(&directory, options.clone()).unwrap();
                 }
             }
             done.store(true, Ordering::SeqCst);
