@@ -389,14 +389,13 @@ fn layouts(doc: &str) -> Layouts {
 
     let table_header = {
         use stream_table::*;
-        let reserved = VERSION_OFFSET + size_of::<u32>();
         check_field_table(
             doc,
             "### Stream table header",
             &[
                 ("magic", num!(0), num!(STREAM_TABLE_MAGIC.len())),
                 ("format_version", num!(VERSION_OFFSET), num!(size_of::<u32>())),
-                ("reserved", num!(reserved), num!(ENTRY_COUNT_OFFSET - reserved)),
+                ("anchor_crc", num!(ANCHOR_CRC_OFFSET), num!(ENTRY_COUNT_OFFSET - ANCHOR_CRC_OFFSET)),
                 ("entry_count", num!(ENTRY_COUNT_OFFSET), num!(NEXT_POSITION_OFFSET - ENTRY_COUNT_OFFSET)),
                 ("next_position", num!(NEXT_POSITION_OFFSET), num!(TABLE_HEADER_SIZE - NEXT_POSITION_OFFSET)),
             ],
@@ -653,7 +652,6 @@ fn segment_index_tables(doc: &str) -> (FieldRows, FieldRows, FieldRows, FieldRow
     use segment_index::*;
     let (u16_size, u32_size, u64_size) = (size_of::<u16>(), size_of::<u32>(), size_of::<u64>());
 
-    let reserved = INDEX_POSTING_COUNT_OFFSET + u32_size;
     let header = check_field_table(
         doc,
         "### Segment index header",
@@ -673,8 +671,12 @@ fn segment_index_tables(doc: &str) -> (FieldRows, FieldRows, FieldRows, FieldRow
                 num!(INDEX_STREAM_COUNT_OFFSET),
                 num!(INDEX_POSTING_COUNT_OFFSET - INDEX_STREAM_COUNT_OFFSET),
             ),
-            ("posting_count", num!(INDEX_POSTING_COUNT_OFFSET), num!(reserved - INDEX_POSTING_COUNT_OFFSET)),
-            ("reserved", num!(reserved), num!(INDEX_HEADER_SIZE - reserved)),
+            (
+                "posting_count",
+                num!(INDEX_POSTING_COUNT_OFFSET),
+                num!(INDEX_ANCHOR_CRC_OFFSET - INDEX_POSTING_COUNT_OFFSET),
+            ),
+            ("anchor_crc", num!(INDEX_ANCHOR_CRC_OFFSET), num!(INDEX_HEADER_SIZE - INDEX_ANCHOR_CRC_OFFSET)),
         ],
     );
     check_contiguous("### Segment index header", &header, (INDEX_HEADER_SIZE, "segment_index::INDEX_HEADER_SIZE"));
@@ -1116,14 +1118,13 @@ fn per_item(cell: &str, item: &str) -> usize {
 }
 
 /// Decodes a `.idx` file using only FORMAT.md's offsets, checking the magic,
-/// version, reserved field, CRC and that the parts follow each other as the
-/// body table says.
+/// version, CRC and that the parts follow each other as the body table says
+/// (its anchor is checked where the segment is at hand).
 fn decode_index_with_doc(bytes: &[u8], layouts: &Layouts) -> DocIndex {
     let header = &layouts.index_header;
     let body = &layouts.index_body;
     assert_eq!(slice(bytes, header, "magic"), b"CHRNLIDX", "magic of the segment index");
     assert_eq!(field(bytes, header, "format_version"), u64::from(layout::FORMAT_VERSION), "index format_version");
-    assert_eq!(field(bytes, header, "reserved"), 0, "reserved bytes of the index header");
     let crc_size = size_of_field(body, "crc");
     let crc_at = bytes.len() - crc_size;
     assert_eq!(
@@ -1388,7 +1389,9 @@ fn sealed_segment_footer_and_stream_table_match_the_tables() {
     // data_end is where the walk over the records, by their lengths, ends.
     let mut offset = span(&layouts.segment_header, "crc").0 + 4;
     let mut last_versions: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut last_start = offset;
     for position in 0..next {
+        last_start = offset;
         let record = decode_with_doc(&bytes[offset..], &layouts.record);
         assert_eq!(record.position, position);
         last_versions.insert(record.stream.clone(), (record.stream_version, record.position));
@@ -1402,7 +1405,11 @@ fn sealed_segment_footer_and_stream_table_match_the_tables() {
     let header = &layouts.table_header;
     assert_eq!(slice(&table_bytes, header, "magic"), b"CHRNLSTR");
     assert_eq!(field(&table_bytes, header, "format_version"), u64::from(layout::FORMAT_VERSION));
-    assert_eq!(field(&table_bytes, header, "reserved"), 0);
+    // Both hints are anchored to the segment's last record, by its crc.
+    let last_crc = field(&bytes[last_start..], &layouts.record, "crc");
+    assert_eq!(field(&table_bytes, header, "anchor_crc"), last_crc, "the table's anchor");
+    let index_bytes = fs::read(directory.path().join("00000000000000000000.idx")).expect("read index");
+    assert_eq!(field(&index_bytes, &layouts.index_header, "anchor_crc"), last_crc, "the index's anchor");
     assert_eq!(field(&table_bytes, header, "next_position"), next, "covers every position of the sealed segment");
     let count = field(&table_bytes, header, "entry_count") as usize;
     assert_eq!(count, last_versions.len());
@@ -2083,6 +2090,10 @@ fn rewrite_versions(directory: &Path, layouts: &Layouts, version: u32, which: im
                 continue;
             };
             put(&mut bytes, span(header, "format_version"), u64::from(version));
+            // Anchors came with version 6: the field was reserved, zero.
+            if version < 6 {
+                put(&mut bytes, span(header, "anchor_crc"), 0);
+            }
             // Both files end with a CRC of every byte before it.
             let crc_at = bytes.len() - 4;
             let crc = crc32fast::hash(&bytes[..crc_at]);

@@ -9,7 +9,9 @@
 //! streams of segments purged since it was taken, and that `verify` finds no
 //! damage in what a live writer does (a view capped inside a batch by a
 //! truncation in progress, a stream table removed after the listing, a
-//! read-only handle's state older than the files the writer rewrote).
+//! read-only handle's state older than the files the writer rewrote), and that
+//! a read-only open racing a segment cut and grown back to the same position
+//! does not take the other history's stream table or segment index.
 
 mod common;
 
@@ -681,4 +683,60 @@ fn verify_of_a_read_only_handle_older_than_the_directory_reports_no_damage() {
     std::fs::write(&index, bytes).unwrap();
     let report = reader.verify().unwrap();
     assert!(matches!(&report.problems[..], [Error::Corrupted { path, .. }] if *path == index), "{:?}", report.problems);
+}
+
+/// A read-only open lists and opens the segments, then maps the stream table
+/// of the newest sealed one. If the writer cuts that segment away and grows
+/// it back to the same last position meanwhile, the table found under that
+/// name, with the position expected, describes the other history; taken as
+/// it is, a stream of the view's own segment went missing from its reads.
+#[test]
+fn a_read_only_open_racing_a_regrown_segment_does_not_take_its_new_stream_table() {
+    let directory = tempfile::tempdir().unwrap();
+    let options = common::small_options();
+    let log = Arc::new(Log::open(directory.path(), options.clone()).unwrap());
+    let payload = [b'p'; 40];
+    let append = |log: &Log, stream: &str| log.append(&NewEvent::new(stream, "T", &payload)).unwrap().position;
+    // Segment 0 of "zz", segment 1 of "aa", a little of "cc" in the active one.
+    let segment_files = || common::segment_files(directory.path());
+    while segment_files().len() < 2 {
+        append(&log, "zz");
+    }
+    // Records all of one size: every segment holds as many as the first.
+    let second_first = log.next_position() - 1;
+    let per_segment = second_first;
+    let last_aa = 2 * per_segment - 1;
+    while log.next_position() <= last_aa {
+        append(&log, "aa");
+    }
+    assert_eq!(segment_files().len(), 2);
+    assert_eq!(append(&log, "cc"), last_aa + 1);
+    assert_eq!(segment_files().len(), 3, "\"cc\" opened the third segment");
+    let armed = Arc::new(AtomicBool::new(true));
+    let storage = {
+        let (log, armed) = (Arc::clone(&log), Arc::clone(&armed));
+        let table = format!("{second_first:020}.streams");
+        common::hooked::HookedStorage {
+            open: Some(Box::new(move |path, _| {
+                if path.file_name().is_some_and(|name| name == table.as_str()) && armed.swap(false, Ordering::SeqCst) {
+                    // Cut the second segment away and grow it back, the same
+                    // records in size, of "bb": sealed at the same position.
+                    log.truncate_after(second_first - 1).unwrap();
+                    while log.next_position() <= last_aa {
+                        log.append(&NewEvent::new("bb", "T", &[b'q'; 40])).unwrap();
+                    }
+                    log.append(&NewEvent::new("dd", "T", &[b'q'; 40])).unwrap();
+                }
+            })),
+            ..Default::default()
+        }
+    };
+    let reader = Log::open_read_only(directory.path(), options.storage(Arc::new(storage))).unwrap();
+    assert!(!armed.load(Ordering::SeqCst), "the race was made to happen");
+    let view = reader.view();
+    let state = view.stream_state("aa").unwrap().map(|state| state.last_position);
+    let scanned = view.iter().map(|e| e.unwrap().to_event()).filter(|e| e.stream == "aa").map(|e| e.position).last();
+    assert_eq!(state, scanned, "the view's own \"aa\" events");
+    let read: Vec<u64> = view.read_stream("aa", 0).unwrap().map(|e| e.unwrap().position).collect();
+    assert_eq!(read.last().copied(), scanned);
 }

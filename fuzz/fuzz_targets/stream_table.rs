@@ -29,6 +29,8 @@ fn check(table: &StreamTable) {
         }
     }
     let _ = table.get("absent");
-    let merged = table.merged_with(std::iter::empty(), table.next_position());
-    assert!(StreamTable::decode(merged).is_ok());
+    let anchor = table.anchor_crc().unwrap_or(0);
+    let merged = table.merged_with(std::iter::empty(), table.next_position(), anchor);
+    let again = StreamTable::decode(merged).expect("a merged table decodes");
+    assert_eq!(again.anchor_crc(), Some(anchor), "the anchor is kept");
 }

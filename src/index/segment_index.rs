@@ -27,7 +27,8 @@
 //! 32  u32     entry count (E)
 //! 36  u32     stream count (S)
 //! 40  u32     posting count (P)
-//! 44  u32     reserved, zero
+//! 44  u32     anchor: the stored CRC of the record ending at the data end
+//!             (version 6 on; zero before)
 //! 48  E x 20  entries: u64 position, u64 timestamp ns, u32 offset
 //! ..  S x     streams, sorted by name: u16 name length, name, u64 first
 //!             version, u64 previous position (u64::MAX: none), u64 last
@@ -64,8 +65,12 @@ pub const INDEX_ENTRY_COUNT_OFFSET: usize = INDEX_DATA_END_OFFSET + size_of::<u6
 pub const INDEX_STREAM_COUNT_OFFSET: usize = INDEX_ENTRY_COUNT_OFFSET + size_of::<u32>();
 /// Offset of the posting count.
 pub const INDEX_POSTING_COUNT_OFFSET: usize = INDEX_STREAM_COUNT_OFFSET + size_of::<u32>();
+/// Offset of the anchor: the CRC of the last record the index covers.
+pub const INDEX_ANCHOR_CRC_OFFSET: usize = INDEX_POSTING_COUNT_OFFSET + size_of::<u32>();
 /// Size of the fixed header.
-pub const INDEX_HEADER_SIZE: usize = INDEX_POSTING_COUNT_OFFSET + 2 * size_of::<u32>();
+pub const INDEX_HEADER_SIZE: usize = INDEX_ANCHOR_CRC_OFFSET + size_of::<u32>();
+/// The first format version whose indexes carry an anchor.
+pub const INDEX_ANCHORED_SINCE_VERSION: u32 = 6;
 /// Size of one sparse entry.
 pub const INDEX_ENTRY_SIZE: usize = 2 * size_of::<u64>() + size_of::<u32>();
 /// Fixed bytes of one stream record besides its name.
@@ -165,7 +170,7 @@ impl StreamPostings {
 }
 
 /// The index of one segment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct SegmentIndex {
     first_position: u64,
     interval_bytes: u32,
@@ -174,7 +179,24 @@ pub struct SegmentIndex {
     streams: StreamMap,
     /// Offset just past the last record indexed.
     data_end: u64,
+    /// The stored CRC of the record ending at `data_end`, as read from a
+    /// file of version 6 on (`None`: an index built here, or of an older
+    /// version).
+    anchor_crc: Option<u32>,
 }
+
+/// Equal when they index the same records the same way, whatever anchor a
+/// file gave one of them.
+impl PartialEq for SegmentIndex {
+    fn eq(&self, other: &SegmentIndex) -> bool {
+        (self.first_position, self.interval_bytes, self.data_end)
+            == (other.first_position, other.interval_bytes, other.data_end)
+            && self.entries == other.entries
+            && self.streams == other.streams
+    }
+}
+
+impl Eq for SegmentIndex {}
 
 impl SegmentIndex {
     /// An empty index for a segment starting at `first_position`.
@@ -185,7 +207,15 @@ impl SegmentIndex {
             entries: Vec::new(),
             streams: StreamMap::default(),
             data_end: HEADER_SIZE as u64,
+            anchor_crc: None,
         }
+    }
+
+    /// The anchor the file this index was read from holds (see
+    /// [`SegmentIndex::encode_anchored`]); `None` for an index built here or
+    /// read from a file of a version before 6.
+    pub fn anchor_crc(&self) -> Option<u32> {
+        self.anchor_crc
     }
 
     /// Adds a record (records must be added in log order). `previous_position`
@@ -366,8 +396,18 @@ impl SegmentIndex {
         index.checked_sub(1).map(|i| self.entries[i])
     }
 
-    /// The index file's bytes.
+    /// The index file's bytes, with the anchor it was read with (zero when
+    /// it has none): what re-encoding a decoded index gives back.
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_anchored(self.anchor_crc.unwrap_or(0))
+    }
+
+    /// The index file's bytes, anchored to the segment: `anchor_crc` is the
+    /// stored CRC of the record ending at the data end, which a reader
+    /// compares with the record its own map of the segment holds there (a
+    /// writer may cut the segment away and grow it back to the same end,
+    /// indexing the other history under the same name).
+    pub fn encode_anchored(&self, anchor_crc: u32) -> Vec<u8> {
         let mut names: Vec<(&str, &StreamPostings)> = self.streams().collect();
         names.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let posting_count: usize = names.iter().map(|(_, p)| p.offsets.len()).sum();
@@ -387,7 +427,7 @@ impl SegmentIndex {
         bytes.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
         bytes.extend_from_slice(&(names.len() as u32).to_le_bytes());
         bytes.extend_from_slice(&(posting_count as u32).to_le_bytes());
-        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.extend_from_slice(&anchor_crc.to_le_bytes());
         for entry in &self.entries {
             bytes.extend_from_slice(&entry.position.to_le_bytes());
             bytes.extend_from_slice(&entry.timestamp_ns.to_le_bytes());
@@ -466,8 +506,10 @@ impl SegmentIndex {
         if LittleEndian::read_u64(&bytes[INDEX_DATA_END_OFFSET..]) != data_end {
             return Err(invalid(INDEX_DATA_END_OFFSET, "data end"));
         }
-        if LittleEndian::read_u32(&bytes[INDEX_POSTING_COUNT_OFFSET + 4..]) != 0 {
-            return Err((INDEX_POSTING_COUNT_OFFSET as u64 + 4, CorruptionKind::NonZeroPadding));
+        let anchor = LittleEndian::read_u32(&bytes[INDEX_ANCHOR_CRC_OFFSET..]);
+        let anchor_crc = (version >= INDEX_ANCHORED_SINCE_VERSION).then_some(anchor);
+        if anchor_crc.is_none() && anchor != 0 {
+            return Err((INDEX_ANCHOR_CRC_OFFSET as u64, CorruptionKind::NonZeroPadding));
         }
         let interval_bytes = LittleEndian::read_u32(&bytes[INDEX_INTERVAL_OFFSET..]);
         let entry_count = LittleEndian::read_u32(&bytes[INDEX_ENTRY_COUNT_OFFSET..]) as usize;
@@ -484,6 +526,7 @@ impl SegmentIndex {
         }
         let mut index = SegmentIndex::new(first_position, interval_bytes);
         index.data_end = data_end;
+        index.anchor_crc = anchor_crc;
         let mut at = INDEX_HEADER_SIZE;
         let mut previous: Option<IndexEntry> = None;
         for _ in 0..entry_count {
@@ -617,6 +660,28 @@ mod tests {
             Some((0, 50, Some(5)))
         );
         assert_eq!(decoded.stream("even").map(|p| p.last_version()), Some(49));
+    }
+
+    #[test]
+    fn the_anchor_round_trips_and_an_older_version_has_none() {
+        let (_, index) = build(20);
+        let bytes = index.encode_anchored(0xdead_beef);
+        let decoded = SegmentIndex::decode(&bytes, 100, index.data_end()).expect("decodes");
+        assert_eq!((decoded.anchor_crc(), index.anchor_crc()), (Some(0xdead_beef), None));
+        assert_eq!(decoded.encode(), bytes, "re-encoded with the anchor it was read with");
+        // Version 5: the field was reserved, zero.
+        let older = |anchor: u32| {
+            let mut bytes = index.encode_anchored(anchor);
+            bytes[INDEX_VERSION_OFFSET..INDEX_VERSION_OFFSET + 4].copy_from_slice(&5u32.to_le_bytes());
+            let crc_at = bytes.len() - 4;
+            let crc = crc32fast::hash(&bytes[..crc_at]);
+            bytes[crc_at..].copy_from_slice(&crc.to_le_bytes());
+            SegmentIndex::decode(&bytes, 100, index.data_end())
+        };
+        assert_eq!(older(0).map(|index| index.anchor_crc()), Ok(None));
+        assert!(
+            matches!(older(7), Err((offset, CorruptionKind::NonZeroPadding)) if offset == INDEX_ANCHOR_CRC_OFFSET as u64)
+        );
     }
 
     #[test]

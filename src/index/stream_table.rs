@@ -10,7 +10,8 @@
 //! ```text
 //! 0   [u8; 8] magic "CHRNLSTR"
 //! 8   u32     format version
-//! 12  u32     reserved, zero
+//! 12  u32     anchor: the stored CRC of the record at next position - 1
+//!             (version 6 on; zero before)
 //! 16  u64     entry count (N)
 //! 24  u64     next position: the table covers every position below it
 //! 32  [u64;N] offset of each entry from the file start, entries sorted by name
@@ -32,8 +33,12 @@ pub const STREAM_TABLE_EXTENSION: &str = "streams";
 
 /// Offset of the format version.
 pub const VERSION_OFFSET: usize = STREAM_TABLE_MAGIC.len();
+/// Offset of the anchor: the CRC of the last record the table covers.
+pub const ANCHOR_CRC_OFFSET: usize = VERSION_OFFSET + size_of::<u32>();
 /// Offset of the entry count.
-pub const ENTRY_COUNT_OFFSET: usize = VERSION_OFFSET + 2 * size_of::<u32>();
+pub const ENTRY_COUNT_OFFSET: usize = ANCHOR_CRC_OFFSET + size_of::<u32>();
+/// The first format version whose tables carry an anchor.
+pub const ANCHORED_SINCE_VERSION: u32 = 6;
 /// Offset of the covered-through position.
 pub const NEXT_POSITION_OFFSET: usize = ENTRY_COUNT_OFFSET + size_of::<u64>();
 /// Size of the fixed header; the offset array follows.
@@ -61,12 +66,14 @@ pub struct StreamTable {
     bytes: FileBytes,
     entry_count: usize,
     next_position: u64,
+    anchor_crc: Option<u32>,
 }
 
 impl StreamTable {
-    /// A table with no streams, covering nothing before `next_position`.
-    pub fn empty(next_position: u64) -> StreamTable {
-        StreamTable::decode(encode_entries(std::iter::empty(), 0, next_position))
+    /// A table with no streams, covering nothing before `next_position`
+    /// (whose record, if any, has the stored CRC `anchor_crc`).
+    pub fn empty(next_position: u64, anchor_crc: u32) -> StreamTable {
+        StreamTable::decode(encode_entries(std::iter::empty(), 0, next_position, anchor_crc))
             .unwrap_or_else(|_| unreachable!("an empty table always decodes"))
     }
 
@@ -111,8 +118,10 @@ impl StreamTable {
         if !is_readable_format_version(version) {
             return Err((VERSION_OFFSET as u64, CorruptionKind::UnsupportedVersion { found: version }));
         }
-        if LittleEndian::read_u32(&bytes[VERSION_OFFSET + size_of::<u32>()..]) != 0 {
-            return Err(((VERSION_OFFSET + size_of::<u32>()) as u64, CorruptionKind::NonZeroPadding));
+        let anchor = LittleEndian::read_u32(&bytes[ANCHOR_CRC_OFFSET..]);
+        let anchor_crc = (version >= ANCHORED_SINCE_VERSION).then_some(anchor);
+        if anchor_crc.is_none() && anchor != 0 {
+            return Err((ANCHOR_CRC_OFFSET as u64, CorruptionKind::NonZeroPadding));
         }
         let entry_count = LittleEndian::read_u64(&bytes[ENTRY_COUNT_OFFSET..]);
         let offsets_end = usize::try_from(entry_count)
@@ -124,6 +133,7 @@ impl StreamTable {
         Ok(StreamTable {
             next_position: LittleEndian::read_u64(&bytes[NEXT_POSITION_OFFSET..]),
             entry_count: offsets_end.saturating_sub(TABLE_HEADER_SIZE) / size_of::<u64>(),
+            anchor_crc,
             bytes,
         })
     }
@@ -136,6 +146,15 @@ impl StreamTable {
     /// Positions below this one are covered.
     pub fn next_position(&self) -> u64 {
         self.next_position
+    }
+
+    /// The stored CRC of the record at `next_position - 1` when the table
+    /// was made (`None`: a table of a version before 6). A reader compares
+    /// it with the record its own segments hold there: a writer may have cut
+    /// that segment away and grown it back to the same position since, and
+    /// the table of that other history must not be taken for this one.
+    pub fn anchor_crc(&self) -> Option<u32> {
+        self.anchor_crc
     }
 
     /// Number of streams.
@@ -172,11 +191,13 @@ impl StreamTable {
     }
 
     /// The bytes of a new table: this one with `updates` applied, covering
-    /// positions below `next_position`.
+    /// positions below `next_position`, whose record there has the stored
+    /// CRC `anchor_crc`.
     pub fn merged_with<'a>(
         &'a self,
         updates: impl IntoIterator<Item = (&'a str, StreamState)>,
         next_position: u64,
+        anchor_crc: u32,
     ) -> Vec<u8> {
         let mut changed: Vec<(&str, StreamState)> = updates.into_iter().collect();
         changed.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -197,7 +218,7 @@ impl StreamTable {
             merged.extend(next);
         }
         let total_name_bytes = merged.iter().map(|(name, _)| name.len()).sum();
-        encode_entries(merged.into_iter(), total_name_bytes, next_position)
+        encode_entries(merged.into_iter(), total_name_bytes, next_position, anchor_crc)
     }
 
     fn entry_start(&self, index: usize) -> Option<usize> {
@@ -249,6 +270,7 @@ fn encode_entries<'a>(
     entries: impl ExactSizeIterator<Item = (&'a str, StreamState)>,
     total_name_bytes: usize,
     next_position: u64,
+    anchor_crc: u32,
 ) -> Vec<u8> {
     let count = entries.len();
     let entries_start = TABLE_HEADER_SIZE + count * size_of::<u64>();
@@ -257,6 +279,7 @@ fn encode_entries<'a>(
     bytes.reserve(size - entries_start);
     bytes[..VERSION_OFFSET].copy_from_slice(&STREAM_TABLE_MAGIC);
     LittleEndian::write_u32(&mut bytes[VERSION_OFFSET..], FORMAT_VERSION);
+    LittleEndian::write_u32(&mut bytes[ANCHOR_CRC_OFFSET..], anchor_crc);
     LittleEndian::write_u64(&mut bytes[ENTRY_COUNT_OFFSET..], count as u64);
     LittleEndian::write_u64(&mut bytes[NEXT_POSITION_OFFSET..], next_position);
     for (index, (name, state)) in entries.enumerate() {
@@ -298,12 +321,15 @@ mod tests {
         let mut first: HashMap<Box<str>, StreamState> = HashMap::new();
         first.insert("b".into(), state(1));
         first.insert("d".into(), state(2));
-        let table = StreamTable::decode(StreamTable::empty(0).merged_with(first.iter().map(|(n, s)| (&**n, *s)), 5))
-            .expect("valid");
+        let table =
+            StreamTable::decode(StreamTable::empty(0, 0).merged_with(first.iter().map(|(n, s)| (&**n, *s)), 5, 7))
+                .expect("valid");
         let mut second: HashMap<Box<str>, StreamState> = HashMap::new();
         second.insert("a".into(), state(3));
         second.insert("d".into(), state(9));
-        let table = StreamTable::decode(table.merged_with(second.iter().map(|(n, s)| (&**n, *s)), 9)).expect("valid");
+        let table =
+            StreamTable::decode(table.merged_with(second.iter().map(|(n, s)| (&**n, *s)), 9, 0xfeed)).expect("valid");
+        assert_eq!(table.anchor_crc(), Some(0xfeed));
         let all: Vec<_> = table.iter().map(|(n, s)| (n.to_string(), s.last_version)).collect();
         assert_eq!(all, vec![("a".into(), 3), ("b".into(), 1), ("d".into(), 9)]);
         assert_eq!(table.get("d"), Some(state(9)));
@@ -317,7 +343,7 @@ mod tests {
         for i in 0..5u64 {
             streams.insert(format!("stream-{i}").into_boxed_str(), state(i));
         }
-        let mut bytes = StreamTable::empty(0).merged_with(streams.iter().map(|(n, s)| (&**n, *s)), 50);
+        let mut bytes = StreamTable::empty(0, 0).merged_with(streams.iter().map(|(n, s)| (&**n, *s)), 50, 1);
         let entry_byte = bytes.len() - TABLE_CRC_SIZE - 3;
         bytes[entry_byte] ^= 0x01;
         let table = StreamTable::decode_unverified(bytes.clone()).expect("the header is sound");
@@ -327,12 +353,31 @@ mod tests {
     }
 
     #[test]
+    fn the_anchor_is_read_from_version_6_on() {
+        let bytes = StreamTable::empty(0, 0).merged_with(std::iter::once(("s", state(1))), 11, 0xabcd);
+        assert_eq!(StreamTable::decode(bytes.clone()).map(|t| t.anchor_crc()).ok(), Some(Some(0xabcd)));
+        let older = |anchor: u32| {
+            let mut bytes = bytes.clone();
+            LittleEndian::write_u32(&mut bytes[VERSION_OFFSET..], 5);
+            LittleEndian::write_u32(&mut bytes[ANCHOR_CRC_OFFSET..], anchor);
+            let crc_at = bytes.len() - TABLE_CRC_SIZE;
+            let crc = crc32fast::hash(&bytes[..crc_at]);
+            LittleEndian::write_u32(&mut bytes[crc_at..], crc);
+            StreamTable::decode(bytes)
+        };
+        assert_eq!(older(0).map(|t| t.anchor_crc()).ok(), Some(None), "a version 5 table has no anchor");
+        assert!(
+            matches!(older(3), Err((offset, CorruptionKind::NonZeroPadding)) if offset == ANCHOR_CRC_OFFSET as u64)
+        );
+    }
+
+    #[test]
     fn any_damage_is_detected() {
         let mut streams = HashMap::new();
         for i in 0..20u64 {
             streams.insert(format!("stream-{i}").into_boxed_str(), state(i));
         }
-        let bytes = StreamTable::empty(0).merged_with(streams.iter().map(|(n, s)| (&**n, *s)), 100);
+        let bytes = StreamTable::empty(0, 0).merged_with(streams.iter().map(|(n, s)| (&**n, *s)), 100, 2);
         for byte in 0..bytes.len() {
             let mut damaged = bytes.clone();
             damaged[byte] ^= 0x01;

@@ -96,11 +96,13 @@ impl BuiltIndex {
         let mut pending_slot = self.pending.lock();
         if let Some(pending) = pending_slot.as_ref() {
             let first = pending.segment.first_position();
-            let index = match SegmentIndex::decode(&pending.bytes, first, pending.data_end) {
-                Ok(index) => index,
-                Err(_) => {
-                    // Damaged after its header was checked at open: the
-                    // segment is the truth, up to the end the close recorded.
+            let decoded = SegmentIndex::decode(&pending.bytes, first, pending.data_end);
+            let index = match decoded.ok().filter(|index| index_fits(index, &pending.segment)) {
+                Some(index) => index,
+                None => {
+                    // Damaged after its header was checked at open, or of
+                    // another history than the segment this handle maps:
+                    // the segment is the truth, up to the end the close recorded.
                     // Without the stream table there are no back links: the
                     // error is returned and the index stays pending, so that
                     // a later call tries again (nothing is guessed).
@@ -216,7 +218,12 @@ impl IndexContext {
         let path = self.directory.join(segment_index::file_name(first));
         if let Ok(bytes) = storage::read_all(&*self.storage, &path) {
             if let Ok(index) = SegmentIndex::decode(&bytes, first, footer.data_end_offset) {
-                return Ok(index);
+                // Of this segment's records, not of a history a writer grew
+                // back to the same end since this segment was opened (a
+                // segment not open yet is the file the index is beside).
+                if entry.segment.if_open().is_none_or(|segment| index_fits(&index, segment)) {
+                    return Ok(index);
+                }
             }
         }
         // Missing or damaged: the segment is the truth.
@@ -241,7 +248,7 @@ impl IndexContext {
             let current = self.generation.lock();
             if *current == generation {
                 // A hint: failing to store it only costs another rebuild.
-                let _ = storage::write_atomic(&*self.storage, &path, &index.encode());
+                let _ = storage::write_atomic(&*self.storage, &path, &anchored_bytes(&index, segment));
             }
         }
         self.rebuilt.lock().push(path);
@@ -284,8 +291,21 @@ fn last_positions_before(segments: &[SegmentEntry], end: usize) -> Result<FxHash
     Ok(streams)
 }
 
-/// Writes a sealed segment's index beside it (best effort: it is a hint).
-pub(crate) fn store_index(storage: &dyn Storage, directory: &Path, index: &SegmentIndex) {
+/// Writes a segment's index beside it (best effort: it is a hint), anchored
+/// to the record of `segment` that ends at the index's data end.
+pub(crate) fn store_index(storage: &dyn Storage, directory: &Path, index: &SegmentIndex, segment: &Segment) {
     let path = directory.join(segment_index::file_name(index.first_position()));
-    let _ = storage::write_atomic(storage, &path, &index.encode());
+    let _ = storage::write_atomic(storage, &path, &anchored_bytes(index, segment));
+}
+
+/// The index file of `index`, anchored to `segment` (see
+/// [`SegmentIndex::encode_anchored`]).
+fn anchored_bytes(index: &SegmentIndex, segment: &Segment) -> Vec<u8> {
+    index.encode_anchored(segment.record_crc_before(index.data_end()).unwrap_or(0))
+}
+
+/// Whether an index read from a file describes the records `segment` holds:
+/// its anchor (version 6 on) is the CRC of the record ending at its data end.
+pub(crate) fn index_fits(index: &SegmentIndex, segment: &Segment) -> bool {
+    index.anchor_crc().is_none_or(|anchor| segment.record_crc_before(index.data_end()) == Some(anchor))
 }

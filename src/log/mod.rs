@@ -542,7 +542,7 @@ impl Drop for Inner {
         }
         let Ok(index) = state.active_index.read() else { return };
         if index.data_end() == state.data_end && state.next_position > segment.first_position() {
-            indexes::store_index(&*self.options.storage, &self.directory, &index);
+            indexes::store_index(&*self.options.storage, &self.directory, &index, segment);
         }
     }
 }

@@ -290,7 +290,7 @@ fn load_found(
         last_timestamp_ns: previous_max_timestamp_ns,
         segment_first_timestamp_ns: None,
         segment_record_count: 0,
-        sealed_streams: Arc::new(SealedStreams::checked(StreamTable::empty(0))),
+        sealed_streams: Arc::new(SealedStreams::checked(StreamTable::empty(0, 0))),
         active_index: Arc::new(BuiltIndex::new(SegmentIndex::new(0, options.index_interval_bytes))),
         context,
         checkpoint: None,
@@ -810,7 +810,7 @@ pub(crate) fn find_sealed_streams(
         .map(|entry| context.directory.join(stream_table::file_name(entry.segment.first_position())));
     if let Some(path) = exact {
         let table = storage::map_all(storage, &path).ok().and_then(|bytes| StreamTable::decode_unverified(bytes).ok());
-        if let Some(table) = table.filter(|table| table.next_position() == target) {
+        if let Some(table) = table.filter(|table| table.next_position() == target && table_fits(table, segments)) {
             return Ok(SealedStreams::unchecked(Unchecked {
                 table,
                 path,
@@ -822,6 +822,35 @@ pub(crate) fn find_sealed_streams(
     }
     let table = load_stream_table(storage, &context.directory, segments, target, context.writable, report)?;
     Ok(SealedStreams::checked(table))
+}
+
+/// The stored CRC of the last record before position `next`, when one of
+/// `segments` is sealed there and open.
+pub(crate) fn last_record_crc(segments: &[SegmentEntry], next: u64) -> Option<u32> {
+    let last = next.checked_sub(1)?;
+    let entry = segments.iter().find(|entry| entry.footer.is_some_and(|footer| footer.last_position == last))?;
+    entry.segment.if_open()?.record_crc_before(entry.footer?.data_end_offset)
+}
+
+/// Whether `table` describes the history `segments` hold. A writer may cut
+/// away the segment a table ends at and grow it back to the same position,
+/// sealing a table of the same name for the other history, while a reader
+/// (another process) still holds the first: the table's anchor must be the
+/// CRC of the record these segments hold at its last covered position. A
+/// table from before version 6 has no anchor and is taken as it is; so is
+/// one whose last covered segment is purged here or not open (a writable
+/// open's sealed segments, which no other process rewrites).
+pub(crate) fn table_fits(table: &StreamTable, segments: &[SegmentEntry]) -> bool {
+    let Some(anchor) = table.anchor_crc() else { return true };
+    let Some(last) = table.next_position().checked_sub(1) else { return true };
+    let Some(entry) = segments.iter().find(|entry| entry.footer.is_some_and(|footer| footer.last_position == last))
+    else {
+        return true;
+    };
+    match (entry.segment.if_open(), entry.footer) {
+        (Some(segment), Some(footer)) => segment.record_crc_before(footer.data_end_offset) == Some(anchor),
+        _ => true,
+    }
 }
 
 pub(crate) fn load_stream_table(
@@ -842,6 +871,9 @@ pub(crate) fn load_stream_table(
         let path = directory.join(stream_table::file_name(first));
         let Ok(bytes) = storage::map_all(storage, &path) else { continue };
         let Ok(table) = StreamTable::decode(bytes) else { continue };
+        if !table_fits(&table, segments) {
+            continue;
+        }
         let start = table.next_position();
         if start == target {
             return Ok(table);
@@ -853,7 +885,7 @@ pub(crate) fn load_stream_table(
     }
     let base = match base {
         Some(table) => table,
-        None if segments[0].segment.first_position() == 0 => StreamTable::empty(0),
+        None if segments[0].segment.first_position() == 0 => StreamTable::empty(0, 0),
         None => {
             // The history before the first segment was purged and no table
             // remembers it: stream versions cannot be rebuilt from the log.
@@ -872,8 +904,9 @@ pub(crate) fn load_stream_table(
         let outcome = scan_for_streams(segment, footer.data_end_offset, 0, &mut updates);
         check_against_footer(segment, &outcome, &footer)?;
     }
-    let table = StreamTable::decode(base.merged_with(updates.iter().map(|(name, state)| (&**name, *state)), target))
-        .map_err(|(offset, kind)| Error::corrupted(directory, offset, kind))?;
+    let anchor_crc = last_record_crc(segments, target).unwrap_or(0);
+    let merged = base.merged_with(updates.iter().map(|(name, state)| (&**name, *state)), target, anchor_crc);
+    let table = StreamTable::decode(merged).map_err(|(offset, kind)| Error::corrupted(directory, offset, kind))?;
     if let Some(path) = target_path {
         if writable {
             // The table is a hint: failing to store it costs a rebuild next time.

@@ -298,12 +298,15 @@ impl Inner {
             let updates = index.streams().map(|(name, postings)| {
                 (name, StreamState { last_version: postings.last_version(), last_position: postings.last_position })
             });
-            let table_bytes = sealed_streams.merged_with(updates, state.next_position);
+            // The table's anchor: what a reader checks it against (see
+            // `open::table_fits`). The segment's last record ends at its data end.
+            let anchor_crc = state.active_segment().record_crc_before(state.data_end).unwrap_or(0);
+            let table_bytes = sealed_streams.merged_with(updates, state.next_position, anchor_crc);
             let table_path = self.directory.join(stream_table::file_name(active.segment.first_position()));
             // The table and the index are hints: if one cannot be stored, the
             // next open (or first use) rebuilds it.
             let _ = storage::write_atomic(storage, &table_path, &table_bytes);
-            store_index(storage, &self.directory, &index);
+            store_index(storage, &self.directory, &index, state.active_segment());
             drop(index);
             let table = match StreamTable::decode(table_bytes) {
                 Ok(table) => table,

@@ -13,6 +13,8 @@ pub mod truncate_marker;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use byteorder::{ByteOrder, LittleEndian};
+
 use crate::error::{CorruptionKind, Error, Result};
 use crate::storage::{self, Mapping, OpenMode, Storage, StorageFile};
 
@@ -165,6 +167,19 @@ impl Segment {
     /// The mapped bytes of the whole file.
     pub fn bytes(&self) -> &[u8] {
         &self.map
+    }
+
+    /// The stored CRC of the record that ends at offset `end` (found through
+    /// the length copy in its trailer), once the record is checked whole;
+    /// `None` when no valid record ends there.
+    pub fn record_crc_before(&self, end: u64) -> Option<u32> {
+        let bytes = self.bytes();
+        let end = usize::try_from(end).ok()?;
+        let start = end.checked_sub(crate::record::preceding_length(bytes, end)?)?;
+        match crate::record::decode(bytes.get(start..end)?) {
+            Ok(crate::record::Decoded::Record(_)) => Some(LittleEndian::read_u32(&bytes[start..])),
+            _ => None,
+        }
     }
 
     /// Hints that the bytes at `[offset, offset + length)` will be read soon.
