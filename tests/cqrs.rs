@@ -805,3 +805,34 @@ fn read_only_loads_through_snapshots_agree_with_the_view_while_the_writer_trunca
     eprintln!("{loads} loads, {from_snapshots} from a snapshot, {skipped} snapshots skipped");
     assert!(loads > ACCOUNTS && from_snapshots > 0, "{loads} loads, {from_snapshots} from a snapshot");
 }
+
+/// The write side's snapshot retention removes snapshots a read side
+/// (another process) may be about to read. A snapshot removed between a
+/// lookup's listing and its read is gone, not damaged: the load uses the next
+/// one and reports nothing. (The listing is made to name a removed snapshot.)
+#[test]
+fn a_snapshot_removed_after_a_lookup_listed_it_is_not_reported_as_damaged() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), options()).unwrap();
+    let store: AggregateStore<Account, JsonCodec> =
+        AggregateStore::new(&log, JsonCodec).snapshot_every(3).snapshot_store(SnapshotStore::open(&log).keep_last(2));
+    store.execute("1", &AccountCommand::Open).unwrap();
+    for amount in 1..=9 {
+        store.execute("1", &AccountCommand::Deposit(amount)).unwrap();
+    }
+    let next = log.next_position();
+    let storage = common::hooked::HookedStorage {
+        list_dir: Some(Box::new(move |path, names: &mut Vec<String>| {
+            if path.components().any(|part| part.as_os_str() == "snapshots") && !names.is_empty() {
+                names.push(format!("{next:020}.snap"));
+            }
+        })),
+        ..Default::default()
+    };
+    let reader = Log::open_read_only(directory.path(), options().storage(Arc::new(storage))).unwrap();
+    let read_side: AggregateStore<Account, JsonCodec> = AggregateStore::new(&reader, JsonCodec);
+    let loaded = read_side.load("1").unwrap();
+    assert!(loaded.report.skipped.is_empty(), "{:?}", loaded.report.skipped);
+    assert!(loaded.report.snapshot.is_some(), "the newest snapshot still there is used");
+    assert_eq!(loaded.state.balance, (1..=9).sum::<i64>());
+}

@@ -455,6 +455,9 @@ impl SnapshotStore {
             }
             let snapshot = match read_snapshot(&*self.storage, &path) {
                 Ok(snapshot) => snapshot,
+                // Removed since the listing (by another store's retention, or
+                // a truncation): gone, not damaged.
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(error) => {
                     skip(SkipReason::Damaged(error));
                     continue;
