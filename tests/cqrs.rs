@@ -809,7 +809,8 @@ fn read_only_loads_through_snapshots_agree_with_the_view_while_the_writer_trunca
 /// The write side's snapshot retention removes snapshots a read side
 /// (another process) may be about to read. A snapshot removed between a
 /// lookup's listing and its read is gone, not damaged: the load uses the next
-/// one and reports nothing. (The listing is made to name a removed snapshot.)
+/// one and reports nothing, and `verify` finds no damage. (The listing is
+/// made to name a removed snapshot.)
 #[test]
 fn a_snapshot_removed_after_a_lookup_listed_it_is_not_reported_as_damaged() {
     let directory = tempfile::tempdir().unwrap();
@@ -835,4 +836,7 @@ fn a_snapshot_removed_after_a_lookup_listed_it_is_not_reported_as_damaged() {
     assert!(loaded.report.skipped.is_empty(), "{:?}", loaded.report.skipped);
     assert!(loaded.report.snapshot.is_some(), "the newest snapshot still there is used");
     assert_eq!(loaded.state.balance, (1..=9).sum::<i64>());
+    // Nor is it damage to `verify`.
+    let problems = SnapshotStore::open(&reader).verify().unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
 }
