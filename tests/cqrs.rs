@@ -840,3 +840,32 @@ fn a_snapshot_removed_after_a_lookup_listed_it_is_not_reported_as_damaged() {
     let problems = SnapshotStore::open(&reader).verify().unwrap();
     assert!(problems.is_empty(), "{problems:?}");
 }
+
+/// A read model in another process (a runner on a read-only handle) must
+/// notice a truncation under its checkpoint too, once its handle sees the log
+/// grown back, even with the same timestamps; and a subscription there.
+#[test]
+fn a_read_only_runner_or_subscription_notices_a_truncation_after_regrowth() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), options()).unwrap();
+    let deposit = |amount: i64, timestamp_ns: u64| {
+        let payload = serde_json::to_vec(&AccountEvent::Deposited(amount)).unwrap();
+        log.append(&NewEvent::new("account-1", "Deposited", &payload).with_timestamp_ns(timestamp_ns)).unwrap();
+    };
+    for amount in 0..10 {
+        deposit(amount, 1_000 + amount as u64);
+    }
+    let reader = Log::open_read_only(directory.path(), options()).unwrap();
+    let (runner, _) = ProjectionRunner::<Balances>::start(&reader, SnapshotStore::open(&reader), 0).unwrap();
+    let mut subscription = Subscription::from_position(&reader, 0, Filter::default());
+    assert!(runner.wait_for(9, WAIT).unwrap());
+    for _ in 0..10 {
+        subscription.next_timeout(WAIT).unwrap().unwrap();
+    }
+    log.truncate_after(7).unwrap();
+    for (amount, timestamp_ns) in [(100, 1_008), (200, 1_009), (300, 1_010)] {
+        deposit(amount, timestamp_ns);
+    }
+    assert!(matches!(runner.wait_for(10, WAIT), Err(Error::ProjectionFailed { .. })), "the runner must stop");
+    assert!(matches!(subscription.next_timeout(WAIT), Err(Error::LogRewritten { position: 9 })));
+}
