@@ -180,11 +180,7 @@ impl LogView {
         let Some(event) = iter.next() else { return Ok(None) };
         let timestamp_ns = event?.timestamp_ns;
         // The iterator stands just past the record it decoded (and checked).
-        let bytes = self.segments()[iter.segment_index].segment.get()?.bytes();
-        let end = iter.offset as usize;
-        let crc = record::preceding_length(bytes, end)
-            .and_then(|length| bytes.get(end - length..end - length + size_of::<u32>()))
-            .map(|field| u32::from_le_bytes([field[0], field[1], field[2], field[3]]));
+        let crc = self.segments()[iter.segment_index].segment.get()?.stored_crc_before(iter.offset);
         Ok(crc.map(|crc| (timestamp_ns, crc)))
     }
 

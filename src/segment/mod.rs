@@ -173,13 +173,23 @@ impl Segment {
     /// the length copy in its trailer), once the record is checked whole;
     /// `None` when no valid record ends there.
     pub fn record_crc_before(&self, end: u64) -> Option<u32> {
-        let bytes = self.bytes();
-        let end = usize::try_from(end).ok()?;
-        let start = end.checked_sub(crate::record::preceding_length(bytes, end)?)?;
-        match crate::record::decode(bytes.get(start..end)?) {
-            Ok(crate::record::Decoded::Record(_)) => Some(LittleEndian::read_u32(&bytes[start..])),
+        let start = self.record_start_before(end)?;
+        match crate::record::decode(self.bytes().get(start..usize::try_from(end).ok()?)?) {
+            Ok(crate::record::Decoded::Record(_)) => self.stored_crc_before(end),
             _ => None,
         }
+    }
+
+    /// [`Segment::record_crc_before`] for a record the caller has just
+    /// decoded (and so checked): the CRC field only.
+    pub fn stored_crc_before(&self, end: u64) -> Option<u32> {
+        let start = self.record_start_before(end)?;
+        self.bytes().get(start..start + size_of::<u32>()).map(LittleEndian::read_u32)
+    }
+
+    fn record_start_before(&self, end: u64) -> Option<usize> {
+        let end = usize::try_from(end).ok()?;
+        end.checked_sub(crate::record::preceding_length(self.bytes(), end)?)
     }
 
     /// Hints that the bytes at `[offset, offset + length)` will be read soon.
