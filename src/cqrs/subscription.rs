@@ -133,8 +133,8 @@ impl Subscription {
                 // long backlog still sees the deadline and `stop` in time.
                 let scan_end = end.min(start.saturating_add(SCAN_EVENTS));
                 let mut failure = None;
-                let mut last_position = None;
-                for event in view.iter_range(start, scan_end) {
+                let mut events = view.iter_range(start, scan_end);
+                while let Some(event) = events.next() {
                     let event = match event {
                         Ok(event) => event,
                         Err(error) => {
@@ -143,19 +143,14 @@ impl Subscription {
                         }
                     };
                     self.next = event.position + 1;
-                    last_position = Some(event.position);
+                    if let Some(crc) = events.last_crc() {
+                        self.last_read = Some((event.position, (event.timestamp_ns, crc)));
+                    }
                     if self.filter.matches(event.stream, event.event_type) {
                         self.buffer.push_back(event.to_event());
                         if self.buffer.len() >= BATCH_EVENTS {
                             break;
                         }
-                    }
-                }
-                // Once per refill, from the view the events came from.
-                if let Some(position) = last_position {
-                    match view.fingerprint(position) {
-                        Ok(fingerprint) => self.last_read = fingerprint.map(|fingerprint| (position, fingerprint)),
-                        Err(error) => failure = failure.or(Some(error)),
                     }
                 }
                 if failure.is_none() && self.buffer.is_empty() {

@@ -71,9 +71,9 @@ pub struct StreamTable {
 
 impl StreamTable {
     /// A table with no streams, covering nothing before `next_position`
-    /// (whose record, if any, has the stored CRC `anchor_crc`).
-    pub fn empty(next_position: u64, anchor_crc: u32) -> StreamTable {
-        StreamTable::decode(encode_entries(std::iter::empty(), 0, next_position, anchor_crc))
+    /// (its anchor zero: an empty table is made only for position 0).
+    pub fn empty(next_position: u64) -> StreamTable {
+        StreamTable::decode(encode_entries(std::iter::empty(), 0, next_position, 0))
             .unwrap_or_else(|_| unreachable!("an empty table always decodes"))
     }
 
@@ -321,9 +321,8 @@ mod tests {
         let mut first: HashMap<Box<str>, StreamState> = HashMap::new();
         first.insert("b".into(), state(1));
         first.insert("d".into(), state(2));
-        let table =
-            StreamTable::decode(StreamTable::empty(0, 0).merged_with(first.iter().map(|(n, s)| (&**n, *s)), 5, 7))
-                .expect("valid");
+        let table = StreamTable::decode(StreamTable::empty(0).merged_with(first.iter().map(|(n, s)| (&**n, *s)), 5, 7))
+            .expect("valid");
         let mut second: HashMap<Box<str>, StreamState> = HashMap::new();
         second.insert("a".into(), state(3));
         second.insert("d".into(), state(9));
@@ -343,7 +342,7 @@ mod tests {
         for i in 0..5u64 {
             streams.insert(format!("stream-{i}").into_boxed_str(), state(i));
         }
-        let mut bytes = StreamTable::empty(0, 0).merged_with(streams.iter().map(|(n, s)| (&**n, *s)), 50, 1);
+        let mut bytes = StreamTable::empty(0).merged_with(streams.iter().map(|(n, s)| (&**n, *s)), 50, 1);
         let entry_byte = bytes.len() - TABLE_CRC_SIZE - 3;
         bytes[entry_byte] ^= 0x01;
         let table = StreamTable::decode_unverified(bytes.clone()).expect("the header is sound");
@@ -354,7 +353,7 @@ mod tests {
 
     #[test]
     fn the_anchor_is_read_from_version_6_on() {
-        let bytes = StreamTable::empty(0, 0).merged_with(std::iter::once(("s", state(1))), 11, 0xabcd);
+        let bytes = StreamTable::empty(0).merged_with(std::iter::once(("s", state(1))), 11, 0xabcd);
         assert_eq!(StreamTable::decode(bytes.clone()).map(|t| t.anchor_crc()).ok(), Some(Some(0xabcd)));
         let older = |anchor: u32| {
             let mut bytes = bytes.clone();
@@ -377,7 +376,7 @@ mod tests {
         for i in 0..20u64 {
             streams.insert(format!("stream-{i}").into_boxed_str(), state(i));
         }
-        let bytes = StreamTable::empty(0, 0).merged_with(streams.iter().map(|(n, s)| (&**n, *s)), 100, 2);
+        let bytes = StreamTable::empty(0).merged_with(streams.iter().map(|(n, s)| (&**n, *s)), 100, 2);
         for byte in 0..bytes.len() {
             let mut damaged = bytes.clone();
             damaged[byte] ^= 0x01;

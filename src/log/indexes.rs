@@ -292,10 +292,10 @@ fn last_positions_before(segments: &[SegmentEntry], end: usize) -> Result<FxHash
 }
 
 /// Writes a segment's index beside it (best effort: it is a hint), anchored
-/// to the record of `segment` that ends at the index's data end.
-pub(crate) fn store_index(storage: &dyn Storage, directory: &Path, index: &SegmentIndex, segment: &Segment) {
+/// by `anchor_crc`, the stored CRC of the record ending at its data end.
+pub(crate) fn store_index(storage: &dyn Storage, directory: &Path, index: &SegmentIndex, anchor_crc: u32) {
     let path = directory.join(segment_index::file_name(index.first_position()));
-    let _ = storage::write_atomic(storage, &path, &anchored_bytes(index, segment));
+    let _ = storage::write_atomic(storage, &path, &index.encode_anchored(anchor_crc));
 }
 
 /// The index file of `index`, anchored to `segment` (see

@@ -542,7 +542,8 @@ impl Drop for Inner {
         }
         let Ok(index) = state.active_index.read() else { return };
         if index.data_end() == state.data_end && state.next_position > segment.first_position() {
-            indexes::store_index(&*self.options.storage, &self.directory, &index, segment);
+            let anchor_crc = segment.record_crc_before(index.data_end()).unwrap_or(0);
+            indexes::store_index(&*self.options.storage, &self.directory, &index, anchor_crc);
         }
     }
 }

@@ -290,7 +290,7 @@ fn load_found(
         last_timestamp_ns: previous_max_timestamp_ns,
         segment_first_timestamp_ns: None,
         segment_record_count: 0,
-        sealed_streams: Arc::new(SealedStreams::checked(StreamTable::empty(0, 0))),
+        sealed_streams: Arc::new(SealedStreams::checked(StreamTable::empty(0))),
         active_index: Arc::new(BuiltIndex::new(SegmentIndex::new(0, options.index_interval_bytes))),
         context,
         checkpoint: None,
@@ -824,12 +824,19 @@ pub(crate) fn find_sealed_streams(
     Ok(SealedStreams::checked(table))
 }
 
+/// The open segment of `segments` sealed with its last record at `next - 1`,
+/// and its footer.
+fn open_segment_ending_at(segments: &[SegmentEntry], next: u64) -> Option<(&Segment, segment::SegmentFooter)> {
+    let last = next.checked_sub(1)?;
+    let entry = segments.iter().find(|entry| entry.footer.is_some_and(|footer| footer.last_position == last))?;
+    Some((entry.segment.if_open()?, entry.footer?))
+}
+
 /// The stored CRC of the last record before position `next`, when one of
 /// `segments` is sealed there and open.
 pub(crate) fn last_record_crc(segments: &[SegmentEntry], next: u64) -> Option<u32> {
-    let last = next.checked_sub(1)?;
-    let entry = segments.iter().find(|entry| entry.footer.is_some_and(|footer| footer.last_position == last))?;
-    entry.segment.if_open()?.record_crc_before(entry.footer?.data_end_offset)
+    let (segment, footer) = open_segment_ending_at(segments, next)?;
+    segment.record_crc_before(footer.data_end_offset)
 }
 
 /// Whether `table` describes the history `segments` hold. A writer may cut
@@ -840,15 +847,9 @@ pub(crate) fn last_record_crc(segments: &[SegmentEntry], next: u64) -> Option<u3
 /// table from before version 6 has no anchor and is taken as it is; so is
 /// one whose last covered segment is purged here or not open (a writable
 /// open's sealed segments, which no other process rewrites).
-pub(crate) fn table_fits(table: &StreamTable, segments: &[SegmentEntry]) -> bool {
-    let Some(anchor) = table.anchor_crc() else { return true };
-    let Some(last) = table.next_position().checked_sub(1) else { return true };
-    let Some(entry) = segments.iter().find(|entry| entry.footer.is_some_and(|footer| footer.last_position == last))
-    else {
-        return true;
-    };
-    match (entry.segment.if_open(), entry.footer) {
-        (Some(segment), Some(footer)) => segment.record_crc_before(footer.data_end_offset) == Some(anchor),
+fn table_fits(table: &StreamTable, segments: &[SegmentEntry]) -> bool {
+    match (table.anchor_crc(), open_segment_ending_at(segments, table.next_position())) {
+        (Some(anchor), Some((segment, footer))) => segment.record_crc_before(footer.data_end_offset) == Some(anchor),
         _ => true,
     }
 }
@@ -885,7 +886,7 @@ pub(crate) fn load_stream_table(
     }
     let base = match base {
         Some(table) => table,
-        None if segments[0].segment.first_position() == 0 => StreamTable::empty(0, 0),
+        None if segments[0].segment.first_position() == 0 => StreamTable::empty(0),
         None => {
             // The history before the first segment was purged and no table
             // remembers it: stream versions cannot be rebuilt from the log.

@@ -86,6 +86,7 @@ impl LogView {
             bytes: &[],
             offset: HEADER_SIZE as u64,
             position: from,
+            from,
             end_position,
             done: from >= end_position,
             error: None,
@@ -179,9 +180,7 @@ impl LogView {
         let mut iter = self.iter_range(position, position.saturating_add(1));
         let Some(event) = iter.next() else { return Ok(None) };
         let timestamp_ns = event?.timestamp_ns;
-        // The iterator stands just past the record it decoded (and checked).
-        let crc = self.segments()[iter.segment_index].segment.get()?.stored_crc_before(iter.offset);
-        Ok(crc.map(|crc| (timestamp_ns, crc)))
+        Ok(iter.last_crc().map(|crc| (timestamp_ns, crc)))
     }
 
     /// The event at `position`, `None` when the view does not hold it.
@@ -247,6 +246,8 @@ pub struct Iter<'a> {
     bytes: &'a [u8],
     offset: u64,
     position: u64,
+    /// The first position to yield.
+    from: u64,
     /// One past the last position to yield.
     end_position: u64,
     done: bool,
@@ -258,6 +259,23 @@ impl<'a> Iter<'a> {
     /// Position of the next event this iterator yields.
     pub fn position(&self) -> u64 {
         self.position
+    }
+
+    /// The stored CRC of the record of the event this iterator yielded last
+    /// (checked when it was read); `None` before the first. With the event's
+    /// timestamp it is its fingerprint ([`LogView::fingerprint`]), which a
+    /// reader keeps to notice a truncation rewriting what it read, without
+    /// looking the event up again.
+    pub fn last_crc(&self) -> Option<u32> {
+        if self.position <= self.from {
+            return None;
+        }
+        // The iterator stands just past the record it yielded last.
+        let end = usize::try_from(self.offset).ok()?;
+        let start = end.checked_sub(record::preceding_length(self.bytes, end)?)?;
+        self.bytes
+            .get(start..start + size_of::<u32>())
+            .map(|field| u32::from_le_bytes([field[0], field[1], field[2], field[3]]))
     }
 
     fn enter_segment(&mut self, segment_index: usize) -> Result<()> {

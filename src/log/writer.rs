@@ -298,15 +298,16 @@ impl Inner {
             let updates = index.streams().map(|(name, postings)| {
                 (name, StreamState { last_version: postings.last_version(), last_position: postings.last_position })
             });
-            // The table's anchor: what a reader checks it against (see
-            // `open::table_fits`). The segment's last record ends at its data end.
+            // The anchor of the table and the index: what a reader checks them
+            // against (see `open::table_fits`). The segment's last record ends
+            // at its data end.
             let anchor_crc = state.active_segment().record_crc_before(state.data_end).unwrap_or(0);
             let table_bytes = sealed_streams.merged_with(updates, state.next_position, anchor_crc);
             let table_path = self.directory.join(stream_table::file_name(active.segment.first_position()));
             // The table and the index are hints: if one cannot be stored, the
             // next open (or first use) rebuilds it.
             let _ = storage::write_atomic(storage, &table_path, &table_bytes);
-            store_index(storage, &self.directory, &index, state.active_segment());
+            store_index(storage, &self.directory, &index, anchor_crc);
             drop(index);
             let table = match StreamTable::decode(table_bytes) {
                 Ok(table) => table,

@@ -21,8 +21,9 @@ use crate::error::CorruptionKind;
 pub const FORMAT_VERSION: u32 = 6;
 /// The oldest format version this build reads. Versions 3 and 4 only added
 /// and extended snapshot files, version 5 added the manifest and version 6
-/// the stream table's anchor (a field that was reserved, zero), so segments,
-/// stream tables and indexes of version 2 read as they are.
+/// the anchors of stream tables and segment indexes (fields that were
+/// reserved, zero), so segments, stream tables and indexes of version 2 read
+/// as they are.
 pub const FORMAT_VERSION_OLDEST_READABLE: u32 = 2;
 
 /// True for a format version this build can read.

@@ -76,14 +76,15 @@ pub fn run(args: &Args) -> CliResult {
             next = resume;
         }
         next = next.max(view.first_position());
-        for event in view.iter_range(next, view.next_position()) {
+        let mut events = view.iter_range(next, view.next_position());
+        while let Some(event) = events.next() {
             let event = event?;
             next = event.position + 1;
             if read.len() == REMEMBERED {
                 read.pop_front();
             }
-            if let Some(fingerprint) = view.fingerprint(event.position)? {
-                read.push_back((event.position, fingerprint));
+            if let Some(crc) = events.last_crc() {
+                read.push_back((event.position, (event.timestamp_ns, crc)));
             }
             if selection.matches(&filter, &event) {
                 line.clear();
