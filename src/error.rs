@@ -122,7 +122,7 @@ pub enum Error {
 
     /// An event's expected version did not match its stream (optimistic
     /// concurrency); nothing of the batch was written.
-    #[error("wrong expected version for stream {stream}: expected {expected}, actual {}", actual.map_or_else(|| "no stream".to_string(), |v| format!("version {v}")))]
+    #[error("wrong expected version for stream {stream}: expected {expected}, actual {}", describe_last(*actual, *actual_position))]
     WrongExpectedVersion {
         /// The stream.
         stream: String,
@@ -130,6 +130,8 @@ pub enum Error {
         expected: crate::log::ExpectedVersion,
         /// The stream's last version (`None`: the stream has no event).
         actual: Option<u64>,
+        /// The position of the stream's last event (`None`: no event).
+        actual_position: Option<u64>,
     },
 
     /// A position outside the log was asked for where one inside is required.
@@ -223,6 +225,15 @@ impl Error {
     /// True for [`Error::Corrupted`].
     pub fn is_corruption(&self) -> bool {
         matches!(self, Error::Corrupted { .. })
+    }
+}
+
+/// A stream's last event as a wrong-expected-version message names it.
+fn describe_last(version: Option<u64>, position: Option<u64>) -> String {
+    match (version, position) {
+        (Some(version), Some(position)) => format!("version {version} at position {position}"),
+        (Some(version), None) => format!("version {version}"),
+        (None, _) => "no stream".to_string(),
     }
 }
 

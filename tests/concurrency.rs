@@ -223,7 +223,7 @@ fn optimistic_concurrency_never_gives_a_gap_or_a_duplicate_version() {
                     assert_eq!(appended.stream_version, current.map_or(0, |v| v + 1));
                     successes += 1;
                 }
-                Err(Error::WrongExpectedVersion { stream: s, expected: e, actual }) => {
+                Err(Error::WrongExpectedVersion { stream: s, expected: e, actual, .. }) => {
                     assert_eq!((s, e), (stream, expected));
                     assert_ne!(actual, current, "a conflict must report the version that won");
                     conflicts += 1;

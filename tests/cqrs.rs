@@ -269,19 +269,16 @@ fn snapshots_of_truncated_events_are_not_used() {
     assert!(loaded.report.skipped.iter().any(|s| matches!(s.reason, SkipReason::Diverged { position: 3, .. })));
 }
 
-/// A codec that, while armed, appends a competing event to the stream just
-/// before the store appends: a concurrency conflict on demand.
-struct ConflictingCodec {
-    log: Log,
-    conflicts_left: AtomicU32,
+/// JSON, but it runs `before_event` each time it encodes an event: between
+/// the store's load and its append, where tests make the log change under a
+/// command.
+struct HookedCodec<F> {
+    before_event: F,
 }
 
-impl Codec<AccountEvent> for ConflictingCodec {
+impl<F: Fn() -> Result<(), Error> + Send + Sync> Codec<AccountEvent> for HookedCodec<F> {
     fn encode(&self, value: &AccountEvent) -> Result<Vec<u8>, CodecError> {
-        if self.conflicts_left.load(Ordering::SeqCst) > 0 {
-            self.conflicts_left.fetch_sub(1, Ordering::SeqCst);
-            self.log.append(&NewEvent::new("account-1", "Deposited", br#"{"Deposited":1}"#))?;
-        }
+        (self.before_event)()?;
         JsonCodec.encode(value)
     }
     fn decode(&self, bytes: &[u8]) -> Result<AccountEvent, CodecError> {
@@ -289,7 +286,7 @@ impl Codec<AccountEvent> for ConflictingCodec {
     }
 }
 
-impl Codec<Account> for ConflictingCodec {
+impl<F: Fn() -> Result<(), Error> + Send + Sync> Codec<Account> for HookedCodec<F> {
     fn encode(&self, value: &Account) -> Result<Vec<u8>, CodecError> {
         JsonCodec.encode(value)
     }
@@ -298,26 +295,37 @@ impl Codec<Account> for ConflictingCodec {
     }
 }
 
+/// A codec that appends a competing event to the stream just before the
+/// store appends, the first `conflicts` times: concurrency conflicts on demand.
+fn conflicting(log: &Log, conflicts: u32) -> HookedCodec<impl Fn() -> Result<(), Error> + Send + Sync> {
+    let log = log.clone();
+    let conflicts_left = AtomicU32::new(conflicts);
+    HookedCodec {
+        before_event: move || {
+            if conflicts_left.load(Ordering::SeqCst) > 0 {
+                conflicts_left.fetch_sub(1, Ordering::SeqCst);
+                log.append(&NewEvent::new("account-1", "Deposited", br#"{"Deposited":1}"#))?;
+            }
+            Ok(())
+        },
+    }
+}
+
 #[test]
 fn commands_retry_conflicts_a_bounded_number_of_times() {
     let directory = tempfile::tempdir().unwrap();
     let log = Log::open(directory.path(), options()).unwrap();
-    let codec = ConflictingCodec { log: log.clone(), conflicts_left: AtomicU32::new(0) };
-    let store = AggregateStore::<Account, _>::new(&log, codec).max_attempts(3);
+    let store = AggregateStore::<Account, _>::new(&log, conflicting(&log, 0)).max_attempts(3);
     store.execute("1", &AccountCommand::Open).unwrap();
 
     // Two conflicts, three attempts: the third wins, on top of both competitors.
-    let codec_conflicts = |n| {
-        // Reach the codec through a second store sharing nothing but the log.
-        ConflictingCodec { log: log.clone(), conflicts_left: AtomicU32::new(n) }
-    };
-    let store = AggregateStore::<Account, _>::new(&log, codec_conflicts(2)).max_attempts(3);
+    let store = AggregateStore::<Account, _>::new(&log, conflicting(&log, 2)).max_attempts(3);
     let executed = store.execute("1", &AccountCommand::Deposit(10)).unwrap();
     assert_eq!(executed.attempts, 3);
     assert_eq!(store.load("1").unwrap().state.balance, 12);
 
     // Three conflicts, three attempts: the conflict is returned, nothing of ours written.
-    let store = AggregateStore::<Account, _>::new(&log, codec_conflicts(3)).max_attempts(3);
+    let store = AggregateStore::<Account, _>::new(&log, conflicting(&log, 3)).max_attempts(3);
     let before = log.next_position();
     match store.execute("1", &AccountCommand::Deposit(10)) {
         Err(CommandError::Store(Error::WrongExpectedVersion { stream, .. })) => assert_eq!(stream, "account-1"),
@@ -329,6 +337,52 @@ fn commands_retry_conflicts_a_bounded_number_of_times() {
         store.execute("1", &AccountCommand::Withdraw(1000)),
         Err(CommandError::Rejected(AccountError::InsufficientFunds))
     ));
+}
+
+/// A codec that, the first time it encodes an event, rewrites the stream's
+/// last event just before the store appends: a truncation cuts it away and a
+/// deposit of 10 takes its place (same position, same version, other bytes).
+fn rewriting(log: &Log) -> HookedCodec<impl Fn() -> Result<(), Error> + Send + Sync> {
+    let log = log.clone();
+    let armed = std::sync::atomic::AtomicBool::new(true);
+    HookedCodec {
+        before_event: move || {
+            if armed.swap(false, Ordering::SeqCst) {
+                let last = log.stream_state("account-1")?.map_or(0, |state| state.last_position);
+                log.truncate_after(last - 1)?;
+                log.append(&NewEvent::new("account-1", "Deposited", br#"{"Deposited":10}"#))?;
+            }
+            Ok(())
+        },
+    }
+}
+
+#[test]
+fn a_command_decided_on_a_history_truncated_and_regrown_since_is_decided_again() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), options()).unwrap();
+    let store = AggregateStore::<Account, _>::new(&log, JsonCodec);
+    store.execute("1", &AccountCommand::Open).unwrap();
+    store.execute("1", &AccountCommand::Deposit(100)).unwrap();
+    let loaded = store.load("1").unwrap();
+    assert_eq!((loaded.state.balance, loaded.version), (100, Some(1)));
+
+    // The withdrawal is decided on a balance of 100; before it is appended,
+    // the deposit of 100 becomes one of 10 at the same version. Appending
+    // it on a bare expected version would leave a balance of -70.
+    let store = AggregateStore::<Account, _>::new(&log, rewriting(&log));
+    let result = store.execute("1", &AccountCommand::Withdraw(80));
+    assert!(matches!(result, Err(CommandError::Rejected(AccountError::InsufficientFunds))), "{result:?}");
+    let events: Vec<AccountEvent> = stream_events(&log, "account-1").into_iter().map(|(_, _, e)| e).collect();
+    assert_eq!(events, vec![AccountEvent::Opened, AccountEvent::Deposited(10)]);
+    assert_eq!(store.load("1").unwrap().state.balance, 10);
+
+    // A command the new history allows still goes through, in one attempt
+    // more than the conflict.
+    let store = AggregateStore::<Account, _>::new(&log, rewriting(&log));
+    let executed = store.execute("1", &AccountCommand::Withdraw(5)).unwrap();
+    assert_eq!(executed.attempts, 2);
+    assert_eq!(store.load("1").unwrap().state.balance, 5);
 }
 
 #[test]

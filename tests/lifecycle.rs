@@ -301,7 +301,7 @@ fn expected_versions_guard_every_stream_of_a_batch() {
     log.append(&NewEvent::new("a", "Opened", b"").with_expected_version(NoStream)).unwrap();
     let again = log.append(&NewEvent::new("a", "Opened", b"").with_expected_version(NoStream));
     assert!(
-        matches!(&again, Err(Error::WrongExpectedVersion { stream, expected: NoStream, actual: Some(0) }) if stream == "a"),
+        matches!(&again, Err(Error::WrongExpectedVersion { stream, expected: NoStream, actual: Some(0), actual_position: Some(0) }) if stream == "a"),
         "{again:?}"
     );
     let missing = log.append(&NewEvent::new("b", "Changed", b"").with_expected_version(StreamExists));
@@ -315,7 +315,7 @@ fn expected_versions_guard_every_stream_of_a_batch() {
     ];
     let error = log.append_batch(&batch).unwrap_err();
     assert!(
-        matches!(&error, Error::WrongExpectedVersion { stream, expected: Exact(7), actual: Some(0) } if stream == "b"),
+        matches!(&error, Error::WrongExpectedVersion { stream, expected: Exact(7), actual: Some(0), .. } if stream == "b"),
         "{error}"
     );
     assert_eq!(log.next_position(), 1, "the failed batch wrote nothing");
@@ -338,6 +338,70 @@ fn expected_versions_guard_every_stream_of_a_batch() {
     let state = log.stream_state("a").unwrap().unwrap();
     log.append(&NewEvent::new("a", "Closed", b"").with_expected_version(Exact(state.last_version))).unwrap();
     assert_eq!(log.stream_state("a").unwrap().unwrap().last_version, 3);
+}
+
+#[test]
+fn a_last_event_expectation_fails_once_a_truncation_regrew_the_stream_to_the_same_version() {
+    use chronolog::ExpectedVersion::{Exact, LastEvent};
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    log.append(&NewEvent::new("a", "Opened", b"")).unwrap();
+    log.append(&NewEvent::new("b", "Opened", b"")).unwrap();
+    let first = log.append(&NewEvent::new("a", "Deposited", b"100")).unwrap();
+    let guard = LastEvent { version: 1, position: first.position, record_crc: Some(first.record_crc) };
+    let refused = |expected| {
+        let before = log.next_position();
+        let result = log.append(&NewEvent::new("a", "Withdrew", b"80").with_expected_version(expected));
+        assert_eq!(log.next_position(), before, "a refused event is not written");
+        match result {
+            Err(Error::WrongExpectedVersion { stream, expected: e, actual, actual_position }) => {
+                assert_eq!((stream.as_str(), e), ("a", expected));
+                (actual, actual_position)
+            }
+            other => panic!("{expected} must be refused, got {other:?}"),
+        }
+    };
+    // Another position, another version, another record CRC: all refused.
+    assert_eq!(refused(LastEvent { version: 1, position: 1, record_crc: None }), (Some(1), Some(2)));
+    assert_eq!(refused(LastEvent { version: 0, position: 2, record_crc: None }), (Some(1), Some(2)));
+    assert_eq!(
+        refused(LastEvent { version: 1, position: first.position, record_crc: Some(first.record_crc ^ 1) }),
+        (Some(1), Some(2))
+    );
+
+    // The deposit is cut away and another takes its place: same position,
+    // same version, other bytes.
+    log.truncate_after(1).unwrap();
+    let regrown = log.append(&NewEvent::new("a", "Deposited", b"10")).unwrap();
+    assert_eq!((regrown.position, regrown.stream_version), (first.position, 1));
+    assert_ne!(regrown.record_crc, first.record_crc);
+    let error = log.append(&NewEvent::new("a", "Withdrew", b"80").with_expected_version(guard)).unwrap_err();
+    assert!(error.to_string().contains("at position 2 with record CRC"), "{error}");
+    assert_eq!(refused(guard), (Some(1), Some(2)), "the old history's event is not the stream's last");
+    // (which a bare version does not notice)
+    let position = |expected| log.append(&NewEvent::new("a", "Noted", b"").with_expected_version(expected));
+    let noted = position(Exact(1)).unwrap();
+    log.truncate_after(noted.position - 1).unwrap();
+
+    // The new history's own event passes, with or without its CRC, and after
+    // a reopen and segment rolls too (the stream then only in sealed segments).
+    let current = LastEvent { version: 1, position: regrown.position, record_crc: Some(regrown.record_crc) };
+    let next = position(current).unwrap();
+    assert_eq!(next.stream_version, 2);
+    drop(log);
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    append_range(&log, 4, 300, 5);
+    assert!(files_with_extension(directory.path(), "seg").len() > 2, "the stream's events are in sealed segments");
+    let sealed_guard = LastEvent { version: 2, position: next.position, record_crc: Some(next.record_crc) };
+    let sealed_wrong = LastEvent { version: 2, position: next.position, record_crc: Some(next.record_crc ^ 1) };
+    let result = log.append(&NewEvent::new("a", "Withdrew", b"1").with_expected_version(sealed_wrong));
+    assert!(matches!(result, Err(Error::WrongExpectedVersion { actual: Some(2), .. })), "{result:?}");
+    let last = log.append(&NewEvent::new("a", "Withdrew", b"1").with_expected_version(sealed_guard)).unwrap();
+    let unchecked_crc = LastEvent { version: 3, position: last.position, record_crc: None };
+    assert_eq!(
+        log.append(&NewEvent::new("a", "Closed", b"").with_expected_version(unchecked_crc)).unwrap().stream_version,
+        4
+    );
 }
 
 #[test]

@@ -312,8 +312,10 @@ where
     }
 
     /// Runs `command` against aggregate `id`: loads it, lets it decide, and
-    /// appends its events (one atomic batch) expecting the version it was
-    /// loaded at. A concurrency conflict reloads and retries, up to
+    /// appends its events (one atomic batch) expecting the stream's last event
+    /// to be the one it was loaded at ([`ExpectedVersion::LastEvent`]: its
+    /// version, position and record CRC, so that a truncation and regrowth in
+    /// between is a conflict too). A concurrency conflict reloads and retries, up to
     /// [`AggregateStore::max_attempts`]; the last conflict is returned as
     /// [`Error::WrongExpectedVersion`]. A due snapshot is written after the
     /// events are durable.
@@ -341,7 +343,17 @@ where
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let expected = loaded.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+            // The very event the state was folded to, not just its version:
+            // after a truncation and new appends the stream can be back at
+            // that version with other events, and this decision must not go
+            // onto them.
+            let expected = match (loaded.version, loaded.last_position) {
+                (Some(version), Some(position)) => {
+                    ExpectedVersion::LastEvent { version, position, record_crc: loaded.last_record_crc }
+                }
+                (Some(version), None) => ExpectedVersion::Exact(version),
+                (None, _) => ExpectedVersion::NoStream,
+            };
             let batch: Vec<NewEvent<'_>> = events
                 .iter()
                 .zip(&payloads)

@@ -258,21 +258,21 @@ impl SegmentIndex {
     /// The writer's add: assigns the record's stream version (the one after
     /// the stream's current version, taken from this index or, for a stream new
     /// to the segment, from `prior`: its last version and position before the
-    /// segment), refuses it when `accept` rejects the current version (returning
-    /// that version), and otherwise adds the record. The returned [`UndoEntry`]
+    /// segment), refuses it when `accept` rejects the stream's last version
+    /// and position (returning them), and otherwise adds the record. The returned [`UndoEntry`]
     /// lets a batch that fails later be taken back with [`SegmentIndex::undo`].
     /// One hash lookup per record: the write path's hottest line.
     pub fn append_checked<'a>(
         &mut self,
         record: &AddedRecord<'a>,
-        accept: impl FnOnce(Option<u64>) -> bool,
+        accept: impl FnOnce(Option<(u64, u64)>) -> bool,
         prior: impl FnOnce() -> Option<(u64, u64)>,
-    ) -> Result<(u64, UndoEntry<'a>), Option<u64>> {
+    ) -> Result<(u64, UndoEntry<'a>), Option<(u64, u64)>> {
         let (version, undo) = match self.streams.get_mut(record.stream) {
             Some(postings) => {
                 let current = postings.last_version();
-                if !accept(Some(current)) {
-                    return Err(Some(current));
+                if !accept(Some((current, postings.last_position))) {
+                    return Err(Some((current, postings.last_position)));
                 }
                 let undo = UndoEntry { stream: record.stream, previous_last_position: Some(postings.last_position) };
                 push_posting(&mut postings.offsets, record.offset as u32);
@@ -281,11 +281,10 @@ impl SegmentIndex {
             }
             None => {
                 let prior = prior();
-                let current = prior.map(|(version, _)| version);
-                if !accept(current) {
-                    return Err(current);
+                if !accept(prior) {
+                    return Err(prior);
                 }
-                let version = current.map_or(0, |v| v + 1);
+                let version = prior.map_or(0, |(v, _)| v + 1);
                 let postings = StreamPostings {
                     first_version: version,
                     previous_position: prior.map(|(_, position)| position),

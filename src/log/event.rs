@@ -44,17 +44,45 @@ pub enum ExpectedVersion {
     StreamExists,
     /// The stream's last event must have exactly this version.
     Exact(u64),
+    /// The stream's last event must be this very event: this version, at this
+    /// global position, and (when given) with this stored record CRC. Unlike
+    /// [`ExpectedVersion::Exact`], it fails after a truncation cut the stream
+    /// back and later appends grew it to the same version again with other
+    /// events, so a decision taken on the old history is never appended to
+    /// the new one. The aggregate store guards its commands with it.
+    LastEvent {
+        /// Version of the stream's last event.
+        version: u64,
+        /// Its global position.
+        position: u64,
+        /// Its stored record CRC ([`crate::Appended::record_crc`],
+        /// [`crate::LogView::fingerprint`]); `None` checks version and
+        /// position only (the event was purged, say).
+        record_crc: Option<u32>,
+    },
 }
 
 impl ExpectedVersion {
-    /// True when a stream whose last version is `current` (`None`: no event)
-    /// satisfies this expectation.
-    pub fn matches(self, current: Option<u64>) -> bool {
+    /// True when a stream whose last event has version and position `last`
+    /// (`None`: no event) satisfies this expectation. The record CRC of
+    /// [`ExpectedVersion::LastEvent`] is not judged here: the log checks it
+    /// against the record itself when it appends.
+    ///
+    /// ```
+    /// use chronolog::ExpectedVersion;
+    /// assert!(ExpectedVersion::Exact(3).matches(Some((3, 40))));
+    /// let last = ExpectedVersion::LastEvent { version: 3, position: 40, record_crc: None };
+    /// assert!(last.matches(Some((3, 40))));
+    /// assert!(!last.matches(Some((3, 41))), "version 3 again, but another event");
+    /// assert!(!ExpectedVersion::NoStream.matches(Some((0, 0))));
+    /// ```
+    pub fn matches(self, last: Option<(u64, u64)>) -> bool {
         match self {
             ExpectedVersion::Any => true,
-            ExpectedVersion::NoStream => current.is_none(),
-            ExpectedVersion::StreamExists => current.is_some(),
-            ExpectedVersion::Exact(version) => current == Some(version),
+            ExpectedVersion::NoStream => last.is_none(),
+            ExpectedVersion::StreamExists => last.is_some(),
+            ExpectedVersion::Exact(version) => last.map(|(current, _)| current) == Some(version),
+            ExpectedVersion::LastEvent { version, position, .. } => last == Some((version, position)),
         }
     }
 }
@@ -66,6 +94,12 @@ impl std::fmt::Display for ExpectedVersion {
             ExpectedVersion::NoStream => write!(f, "no stream"),
             ExpectedVersion::StreamExists => write!(f, "stream exists"),
             ExpectedVersion::Exact(version) => write!(f, "version {version}"),
+            ExpectedVersion::LastEvent { version, position, record_crc: Some(crc) } => {
+                write!(f, "version {version} at position {position} with record CRC {crc:#010x}")
+            }
+            ExpectedVersion::LastEvent { version, position, record_crc: None } => {
+                write!(f, "version {version} at position {position}")
+            }
         }
     }
 }

@@ -15,7 +15,8 @@ use super::manifest;
 use super::sealed_streams::SealedStreams;
 use super::state::{SegmentEntry, State};
 use super::{
-    Appended, Durability, GatheringLeader, Inner, NewEvent, SyncState, SyncWaiter, SYNC_COVERED, SYNC_LOOK_AGAIN,
+    Appended, Durability, ExpectedVersion, GatheringLeader, Inner, LogView, NewEvent, SyncState, SyncWaiter,
+    SYNC_COVERED, SYNC_LOOK_AGAIN,
 };
 use crate::error::{Error, Result};
 use crate::index::segment_index::AddedRecord;
@@ -44,6 +45,27 @@ fn now_ns() -> u64 {
 }
 
 impl Inner {
+    /// The events of a batch (by index) whose [`ExpectedVersion::LastEvent`]
+    /// names a record CRC that the record at its position does not have (or
+    /// a position the log does not hold). Called under the writer lock, so the
+    /// published view is the writer's own state. Empty, and free, for batches
+    /// that name no record CRC.
+    fn wrong_last_records(&self, events: &[NewEvent<'_>]) -> Result<Vec<usize>> {
+        let mut wrong = Vec::new();
+        let mut view = None;
+        for (batch_index, event) in events.iter().enumerate() {
+            let ExpectedVersion::LastEvent { position, record_crc: Some(crc), .. } = event.expected_version else {
+                continue;
+            };
+            let view = view.get_or_insert_with(|| LogView::new(self.published.read().clone()));
+            let found = if position >= view.first_position() { view.fingerprint(position)? } else { None };
+            if found.map(|(_, stored)| stored) != Some(crc) {
+                wrong.push(batch_index);
+            }
+        }
+        Ok(wrong)
+    }
+
     pub(super) fn append_batch(&self, events: &[NewEvent<'_>]) -> Result<Vec<Appended>> {
         if !self.writable {
             return Err(Error::ReadOnly);
@@ -80,6 +102,10 @@ impl Inner {
                 None => timestamp_floor = timestamp_floor.max(now),
             }
         }
+        // Checked here, under the writer lock that truncation takes too: the
+        // record seen is the one the stream's last event will be when the
+        // index below compares its version and position.
+        let wrong_records = self.wrong_last_records(events)?;
         let active = state.active();
         let fits = active.footer.is_none() && state.data_end + batch_bytes <= active.segment.data_limit();
         if !fits {
@@ -124,7 +150,7 @@ impl Inner {
             // mismatch takes the whole batch back before anything is written.
             let checked = index.append_checked(
                 &added,
-                |current| event.expected_version.matches(current),
+                |last| event.expected_version.matches(last) && !wrong_records.contains(&batch_index),
                 || sealed_streams.get(event.stream).map(|s| (s.last_version, s.last_position)),
             );
             let stream_version = match checked {
@@ -139,7 +165,8 @@ impl Inner {
                     return Err(Error::WrongExpectedVersion {
                         stream: event.stream.to_owned(),
                         expected: event.expected_version,
-                        actual,
+                        actual: actual.map(|(version, _)| version),
+                        actual_position: actual.map(|(_, position)| position),
                     });
                 }
             };

@@ -226,7 +226,7 @@ fn report(line: Option<u64>, kind: &str, message: &str, extra: Extra, code: u8) 
 fn report_append_error(line: u64, error: &Error) -> Failure {
     let mut extra = Extra::new();
     let (kind, code) = match error {
-        Error::WrongExpectedVersion { stream, expected, actual } => {
+        Error::WrongExpectedVersion { stream, expected, actual, .. } => {
             extra.push(("stream", stream.as_str().into()));
             extra.push(("expected", expected_json(*expected)));
             extra.push(("actual", actual.map_or(serde_json::Value::Null, Into::into)));
@@ -254,6 +254,11 @@ fn expected_json(expected: ExpectedVersion) -> serde_json::Value {
         ExpectedVersion::NoStream => "no_stream".into(),
         ExpectedVersion::StreamExists => "exists".into(),
         ExpectedVersion::Exact(version) => version.into(),
+        // Not spelt by the input (only the library's callers name an event),
+        // but reported whole when one is.
+        ExpectedVersion::LastEvent { version, position, record_crc } => {
+            serde_json::json!({ "version": version, "position": position, "record_crc": record_crc })
+        }
     }
 }
 
