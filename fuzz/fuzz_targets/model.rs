@@ -1,5 +1,6 @@
-//! Model-based: random sequences of append, batch append, read, time seek,
-//! stream read, truncate, purge, snapshot, reopen and power loss, run on a
+//! Model-based: random sequences of append, batch append, append under an
+//! expected version, read, time seek, stream read, truncate, purge, snapshot,
+//! reopen and power loss, run on a
 //! real log over `PowerLossStorage` and checked after every step against a
 //! `Vec` of the events acknowledged, field by field (stream versions
 //! included). The input's first byte chooses the durability. With
@@ -11,7 +12,10 @@
 //! clean close: an operation that failed then left the log either as it was
 //! or as if it had succeeded, never in between. Snapshots (of a stream's event count) must
 //! never be found when the log no longer holds the events they were made
-//! from.
+//! from. An append that names the stream's last event
+//! (`ExpectedVersion::LastEvent`) must succeed exactly when the model's last
+//! event of the stream is that event, bytes and all: a guard taken before a
+//! truncation or a power loss fails once other events took its place.
 #![no_main]
 
 use std::collections::{BTreeSet, HashMap};
@@ -19,12 +23,12 @@ use std::sync::Arc;
 
 use chronolog::snapshot::{SnapshotBound, SnapshotMeta, SnapshotStore};
 use chronolog::storage::PowerLossStorage;
-use chronolog::{Durability, EventRef, Log, LogOptions, NewEvent};
+use chronolog::{Appended, Durability, Error, EventRef, ExpectedVersion, Log, LogOptions, NewEvent};
 use libfuzzer_sys::fuzz_target;
 
 const STREAMS: usize = 5;
 
-#[derive(Clone)]
+#[derive(Clone, Debug, PartialEq)]
 struct Written {
     stream: String,
     event_type: &'static str,
@@ -153,6 +157,32 @@ impl Run<'_> {
         (batch, acknowledged)
     }
 
+    /// One event on `stream` under `expected`. Returns it, and where it was
+    /// appended (`None`: refused, which must be a wrong expected version
+    /// that wrote nothing).
+    fn append_expecting(&mut self, stream: &str, expected: ExpectedVersion) -> (Written, Option<Appended>) {
+        *self.clock += 1;
+        let written = Written {
+            stream: stream.to_owned(),
+            event_type: "Guarded",
+            metadata: Vec::new(),
+            payload: self.clock.to_le_bytes().to_vec(),
+            timestamp_ns: *self.clock,
+        };
+        let event = NewEvent::new(stream, written.event_type, &written.payload)
+            .with_timestamp_ns(written.timestamp_ns)
+            .with_expected_version(expected);
+        let before = self.log.next_position();
+        match self.log.append(&event) {
+            Ok(appended) => (written, Some(appended)),
+            Err(Error::WrongExpectedVersion { .. }) => {
+                assert_eq!(self.log.next_position(), before, "a refused append wrote nothing");
+                (written, None)
+            }
+            Err(error) => panic!("append under {expected} with the power on: {error}"),
+        }
+    }
+
     /// A cut after a position from the first to the last. Returns the
     /// position and whether the cut was acknowledged.
     fn truncate(&mut self, a: u8) -> Option<(u64, bool)> {
@@ -200,6 +230,20 @@ impl Run<'_> {
     }
 }
 
+/// The last event of `stream` in the model: its position and version.
+fn last_of(model: &[Written], stream: &str) -> Option<(u64, u64)> {
+    let position = model.iter().rposition(|w| w.stream == stream)?;
+    Some((position as u64, versions(model)[position]))
+}
+
+/// An expectation taken from the log: the stream's last event (version,
+/// position, record CRC when not purged), and that event as the model had it.
+struct Guard {
+    expected: ExpectedVersion,
+    stream: String,
+    event: Written,
+}
+
 fn assert_purged(first: u64, before: u64, position: u64) {
     assert!(first == before || (first > before && first <= position), "purge moved the start past {position}");
 }
@@ -216,8 +260,9 @@ fuzz_target!(|data: &[u8]| {
     let mut survivors = Survivors { durable: 0, ends: BTreeSet::from([0]) };
     let mut first = 0u64;
     let mut clock = 1_000u64;
+    let mut guard: Option<Guard> = None;
     for step in steps.chunks_exact(3).take(64) {
-        let (operation, a, b) = (step[0] % 12, step[1], step[2]);
+        let (operation, a, b) = (step[0] % 13, step[1], step[2]);
         let mut run = Run { log: &log, model: &model, first, clock: &mut clock };
         match operation {
             0..=3 => {
@@ -282,6 +327,48 @@ fuzz_target!(|data: &[u8]| {
                 // An anchored snapshot syncs the events it reflects.
                 if run.snapshot(a, b).expect("snapshot with the power on").is_some() {
                     survivors.ended(model.len() as u64, true);
+                }
+            }
+            12 => {
+                let stream = format!("s-{}", usize::from(a) % STREAMS);
+                let kept = if b % 4 == 1 { guard.take() } else { None };
+                let (stream, expected, should_append) = match (kept, last_of(&model, &stream)) {
+                    // The guard kept from the last guarded append: it passes
+                    // only while its event is the stream's last, the same
+                    // bytes at the same position, and not purged (a purged
+                    // record's CRC cannot be checked).
+                    (Some(Guard { expected, stream, event }), _) => {
+                        let ExpectedVersion::LastEvent { version, position, .. } = expected else { continue };
+                        let same = last_of(&model, &stream) == Some((position, version))
+                            && model.get(position as usize) == Some(&event)
+                            && position >= first;
+                        (stream, expected, same)
+                    }
+                    // The stream's last event with another record CRC: refused.
+                    (None, Some((position, version))) if b % 4 == 2 && position >= first => {
+                        let crc = log.view().fingerprint(position).expect("fingerprint").map(|(_, crc)| crc ^ 1);
+                        (stream, ExpectedVersion::LastEvent { version, position, record_crc: crc }, false)
+                    }
+                    // The stream's last event as the log has it now: passes.
+                    (None, Some((position, version))) if b % 4 == 0 => {
+                        let record_crc = log.view().fingerprint(position).expect("fingerprint").map(|(_, crc)| crc);
+                        assert_eq!(record_crc.is_some(), position >= first, "fingerprint of {position}");
+                        (stream, ExpectedVersion::LastEvent { version, position, record_crc }, true)
+                    }
+                    (None, Some((_, version))) => (stream, ExpectedVersion::Exact(version), true),
+                    (None, None) => (stream, ExpectedVersion::NoStream, true),
+                };
+                let (written, appended) = run.append_expecting(&stream, expected);
+                assert_eq!(appended.is_some(), should_append, "{expected} on {stream}: {:?}", last_of(&model, &stream));
+                if let Some(appended) = appended {
+                    let expected = ExpectedVersion::LastEvent {
+                        version: appended.stream_version,
+                        position: appended.position,
+                        record_crc: Some(appended.record_crc),
+                    };
+                    guard = Some(Guard { expected, stream, event: written.clone() });
+                    model.push(written);
+                    survivors.ended(model.len() as u64, synced);
                 }
             }
             _ => {

@@ -56,8 +56,10 @@ pub enum ExpectedVersion {
         /// Its global position.
         position: u64,
         /// Its stored record CRC ([`crate::Appended::record_crc`],
-        /// [`crate::LogView::fingerprint`]); `None` checks version and
-        /// position only (the event was purged, say).
+        /// [`crate::LogView::fingerprint`]). `None` checks version and
+        /// position only: for an event that was purged, whose CRC the log
+        /// can no longer check (a CRC named for a purged event is refused,
+        /// since the event purged may be another history's).
         record_crc: Option<u32>,
     },
 }
