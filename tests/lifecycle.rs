@@ -398,9 +398,21 @@ fn a_last_event_expectation_fails_once_a_truncation_regrew_the_stream_to_the_sam
     assert!(matches!(result, Err(Error::WrongExpectedVersion { actual: Some(2), .. })), "{result:?}");
     let last = log.append(&NewEvent::new("a", "Withdrew", b"1").with_expected_version(sealed_guard)).unwrap();
     let unchecked_crc = LastEvent { version: 3, position: last.position, record_crc: None };
+    let closed = log.append(&NewEvent::new("a", "Closed", b"").with_expected_version(unchecked_crc)).unwrap();
+    assert_eq!(closed.stream_version, 4);
+
+    // Purged, the event's CRC can no longer be checked: naming one is
+    // refused, naming none checks version and position.
+    append_range(&log, closed.position + 1, closed.position + 400, 5);
+    log.purge_before(closed.position + 200).unwrap();
+    assert!(log.first_position() > closed.position, "the stream's last event was purged");
+    let purged = LastEvent { version: 4, position: closed.position, record_crc: Some(closed.record_crc) };
+    let result = log.append(&NewEvent::new("a", "Reopened", b"").with_expected_version(purged));
+    assert!(matches!(result, Err(Error::WrongExpectedVersion { actual: Some(4), .. })), "{result:?}");
+    let unchecked = LastEvent { version: 4, position: closed.position, record_crc: None };
     assert_eq!(
-        log.append(&NewEvent::new("a", "Closed", b"").with_expected_version(unchecked_crc)).unwrap().stream_version,
-        4
+        log.append(&NewEvent::new("a", "Reopened", b"").with_expected_version(unchecked)).unwrap().stream_version,
+        5
     );
 }
 
