@@ -122,7 +122,12 @@ pub enum Error {
 
     /// An event's expected version did not match its stream (optimistic
     /// concurrency); nothing of the batch was written.
-    #[error("wrong expected version for stream {stream}: expected {expected}, actual {}", describe_last(*actual, *actual_position))]
+    ///
+    /// When `expected` is a [`LastEvent`](crate::log::ExpectedVersion::LastEvent)
+    /// with the actual version and position, the record CRC it names is not
+    /// that event's: the event there is another one (the stream was cut and
+    /// grown back), which the message says.
+    #[error("wrong expected version for stream {stream}: expected {expected}, actual {}", describe_last(expected, *actual, *actual_position))]
     WrongExpectedVersion {
         /// The stream.
         stream: String,
@@ -229,9 +234,15 @@ impl Error {
 }
 
 /// A stream's last event as a wrong-expected-version message names it.
-fn describe_last(version: Option<u64>, position: Option<u64>) -> String {
+fn describe_last(expected: &crate::log::ExpectedVersion, version: Option<u64>, position: Option<u64>) -> String {
+    use crate::log::ExpectedVersion::LastEvent;
     match (version, position) {
-        (Some(version), Some(position)) => format!("version {version} at position {position}"),
+        (Some(version), Some(position)) => match *expected {
+            LastEvent { version: v, position: p, record_crc: Some(_) } if (v, p) == (version, position) => {
+                format!("version {version} at position {position}, another event (its record CRC differs)")
+            }
+            _ => format!("version {version} at position {position}"),
+        },
         (Some(version), None) => format!("version {version}"),
         (None, _) => "no stream".to_string(),
     }

@@ -147,10 +147,31 @@ pub fn encode_into(
 /// from a hasher whose CPU feature detection ran once: on records of a few
 /// hundred bytes that detection was a measurable part of a replay.
 pub fn crc32(bytes: &[u8]) -> u32 {
-    static PROTOTYPE: std::sync::OnceLock<crc32fast::Hasher> = std::sync::OnceLock::new();
-    let mut hasher = PROTOTYPE.get_or_init(crc32fast::Hasher::new).clone();
+    let mut hasher = hasher();
     hasher.update(bytes);
     hasher.finalize()
+}
+
+fn hasher() -> crc32fast::Hasher {
+    static PROTOTYPE: std::sync::OnceLock<crc32fast::Hasher> = std::sync::OnceLock::new();
+    PROTOTYPE.get_or_init(crc32fast::Hasher::new).clone()
+}
+
+/// The CRC that `record` (one whole record) has with `FLAG_BATCH_END`
+/// cleared, `None` when the flag is not set. A truncation that cuts a batch
+/// sets the flag on the record it leaves last and recomputes that record's
+/// CRC: the event is the same, its fingerprint is not, and this is the CRC it
+/// had before.
+pub fn crc_without_batch_end(record: &[u8]) -> Option<u32> {
+    let flags = *record.get(FLAGS_OFFSET)?;
+    if flags & FLAG_BATCH_END == 0 {
+        return None;
+    }
+    let mut hasher = hasher();
+    hasher.update(record.get(LENGTH_OFFSET..FLAGS_OFFSET)?);
+    hasher.update(&[flags & !FLAG_BATCH_END]);
+    hasher.update(record.get(FLAGS_OFFSET + 1..)?);
+    Some(hasher.finalize())
 }
 
 /// Outcome of looking at the bytes where a record may start.
@@ -247,6 +268,23 @@ pub fn preceding_length(bytes: &[u8], end: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_crc_without_the_batch_end_flag_is_the_one_before_a_truncation_set_it() {
+        let mut record = Vec::new();
+        let header = RecordHeader { position: 7, timestamp_ns: 9, stream_version: 1, flags: 0 };
+        encode_into(&mut record, &header, "account-1", "Deposited", b"", b"100");
+        let unflagged = LittleEndian::read_u32(&record);
+        assert_eq!(crc_without_batch_end(&record), None, "no flag, nothing recomputed");
+        // What truncation does to the record it leaves last.
+        record[FLAGS_OFFSET] |= FLAG_BATCH_END;
+        let flagged = crc32(&record[LENGTH_OFFSET..]);
+        LittleEndian::write_u32(&mut record, flagged);
+        assert!(matches!(decode(&record), Ok(Decoded::Record(r)) if r.header.flags == FLAG_BATCH_END));
+        assert_ne!(flagged, unflagged);
+        assert_eq!(crc_without_batch_end(&record), Some(unflagged));
+        assert_eq!(crc_without_batch_end(&record[..FLAGS_OFFSET]), None, "too short: no flags byte");
+    }
 
     fn sample(buffer: &mut Vec<u8>, position: u64, payload: &[u8]) {
         let header = RecordHeader {

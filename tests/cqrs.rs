@@ -923,3 +923,63 @@ fn a_read_only_runner_or_subscription_notices_a_truncation_after_regrowth() {
     assert!(matches!(runner.wait_for(10, WAIT), Err(Error::ProjectionFailed { .. })), "the runner must stop");
     assert!(matches!(subscription.next_timeout(WAIT), Err(Error::LogRewritten { position: 9 })));
 }
+
+/// A truncation that cuts a batch keeps its prefix by setting the batch-end
+/// flag on the record it leaves last, which rewrites that record's CRC but
+/// not its event. Whoever took that event's fingerprint before the cut (a
+/// subscription that read up to it, a snapshot anchored there, an expected
+/// version naming it) still holds the same event, and must not be told the
+/// log was rewritten.
+#[test]
+fn a_truncation_that_closes_a_batch_at_an_event_keeps_its_fingerprint_valid() {
+    use chronolog::snapshot::{SnapshotBound, SnapshotMeta};
+    use chronolog::ExpectedVersion::LastEvent;
+    let directory = tempfile::tempdir().unwrap();
+    let options = LogOptions::default().segment_capacity_bytes(1 << 20).durability(Durability::None);
+    let log = Log::open(directory.path(), options).unwrap();
+    // Longer than what a subscription reads in one turn (256 events), so
+    // that the last event it read is inside the batch.
+    let streams = ["account-0", "account-1"];
+    let batch: Vec<_> = (0..300).map(|i| NewEvent::new(streams[i % 2], "Deposited", b"1")).collect();
+    let appended = log.append_batch(&batch).unwrap();
+    let mut subscription = Subscription::from_position(&log, 0, Filter::default());
+    for _ in 0..256 {
+        subscription.next_timeout(WAIT).unwrap().unwrap();
+    }
+    let kept = appended[255];
+    let guard = LastEvent { version: kept.stream_version, position: kept.position, record_crc: Some(kept.record_crc) };
+    let store = SnapshotStore::open(&log);
+    let meta = SnapshotMeta {
+        name: streams[1].into(),
+        next_position: kept.position + 1,
+        timestamp_ns: kept.timestamp_ns,
+        version: kept.stream_version + 1,
+        schema_version: 1,
+    };
+    store.write_anchored(&meta, b"state", &log.view()).unwrap();
+
+    log.truncate_after(kept.position).unwrap();
+    let (_, crc_now) = log.view().fingerprint(kept.position).unwrap().unwrap();
+    assert_ne!(crc_now, kept.record_crc, "the cut closed the batch at the kept event, rewriting its CRC");
+
+    let lookup = store.find(streams[1], SnapshotBound::Latest, 1, &log.view()).unwrap();
+    assert!(lookup.skipped.is_empty(), "{:?}", lookup.skipped);
+    assert_eq!(lookup.snapshot.map(|s| s.meta.next_position), Some(kept.position + 1));
+    let waited = subscription.next_timeout(Some(Duration::from_millis(50)));
+    assert!(matches!(waited, Ok(None)), "{waited:?}");
+    let next = log.append(&NewEvent::new(streams[1], "Deposited", b"2").with_expected_version(guard)).unwrap();
+    assert_eq!((next.position, next.stream_version), (kept.position + 1, kept.stream_version + 1));
+    assert_eq!(subscription.next_timeout(WAIT).unwrap().map(|e| e.position), Some(next.position));
+
+    // The tolerance is for the flag only: an event regrown in a cut event's
+    // place is still another event.
+    let current =
+        LastEvent { version: next.stream_version, position: next.position, record_crc: Some(next.record_crc) };
+    log.truncate_after(kept.position).unwrap();
+    log.append(&NewEvent::new(streams[1], "Deposited", b"3")).unwrap();
+    let stale = log.append(&NewEvent::new(streams[1], "Deposited", b"4").with_expected_version(current));
+    assert!(matches!(stale, Err(Error::WrongExpectedVersion { .. })), "{stale:?}");
+    assert!(
+        matches!(subscription.next_timeout(WAIT), Err(Error::LogRewritten { position }) if position == next.position)
+    );
+}

@@ -377,6 +377,10 @@ fn a_last_event_expectation_fails_once_a_truncation_regrew_the_stream_to_the_sam
     assert_ne!(regrown.record_crc, first.record_crc);
     let error = log.append(&NewEvent::new("a", "Withdrew", b"80").with_expected_version(guard)).unwrap_err();
     assert!(error.to_string().contains("at position 2 with record CRC"), "{error}");
+    assert!(
+        error.to_string().ends_with("actual version 1 at position 2, another event (its record CRC differs)"),
+        "{error}"
+    );
     assert_eq!(refused(guard), (Some(1), Some(2)), "the old history's event is not the stream's last");
     // (which a bare version does not notice)
     let position = |expected| log.append(&NewEvent::new("a", "Noted", b"").with_expected_version(expected));

@@ -219,10 +219,9 @@ fn run<P: Projection>(shared: &Shared<P>, mut checkpoint: Checkpoint) {
         // grown back over, shows as another event (or none) at the
         // checkpoint's last position.
         if let Some(last) = checkpoint.next_position.checked_sub(1).filter(|&last| last >= view.first_position()) {
-            match view.fingerprint(last) {
-                Ok(Some((timestamp_ns, crc)))
-                    if timestamp_ns == checkpoint.timestamp_ns && checkpoint.anchor_crc.is_none_or(|a| a == crc) => {}
-                Ok(_) => break Err(Error::LogRewritten { position: last }.to_string()),
+            match view.holds_fingerprint(last, Some(checkpoint.timestamp_ns), checkpoint.anchor_crc) {
+                Ok(true) => {}
+                Ok(false) => break Err(Error::LogRewritten { position: last }.to_string()),
                 Err(error) => break Err(error.to_string()),
             }
         }

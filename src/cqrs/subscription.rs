@@ -122,7 +122,8 @@ impl Subscription {
             }
             let view = self.log.view();
             if let Some((position, fingerprint)) = self.last_read.filter(|&(p, _)| p >= view.first_position()) {
-                if view.fingerprint(position)? != Some(fingerprint) {
+                let (timestamp_ns, crc) = fingerprint;
+                if !view.holds_fingerprint(position, Some(timestamp_ns), Some(crc))? {
                     return Err(Error::LogRewritten { position });
                 }
             }

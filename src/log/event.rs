@@ -50,6 +50,15 @@ pub enum ExpectedVersion {
     /// back and later appends grew it to the same version again with other
     /// events, so a decision taken on the old history is never appended to
     /// the new one. The aggregate store guards its commands with it.
+    ///
+    /// What is compared is the last event's record: a stream grown back to a
+    /// last record identical byte for byte (same position, version, type,
+    /// payload and timestamp, which takes explicit timestamps) passes, even
+    /// if earlier events differ. A record whose batch a truncation cut just
+    /// after it still passes with the CRC it had before (the cut sets its
+    /// batch-end flag, which changes the stored CRC, not the event). The CRC
+    /// named must be of an event already in the log, not of one earlier in
+    /// the same batch.
     LastEvent {
         /// Version of the stream's last event.
         version: u64,

@@ -175,12 +175,38 @@ impl LogView {
     /// The stored CRC32 of the record at `position` (checked when it was
     /// read), with its timestamp: a fingerprint of the event, which snapshots
     /// keep to recognise the events they were made from. `None` when the view
-    /// does not hold the position.
+    /// does not hold the position. To ask whether a fingerprint taken earlier
+    /// still names the event there, use [`LogView::holds_fingerprint`], which
+    /// also knows what a truncation does to the record it leaves last.
     pub fn fingerprint(&self, position: u64) -> Result<Option<(u64, u32)>> {
         let mut iter = self.iter_range(position, position.saturating_add(1));
         let Some(event) = iter.next() else { return Ok(None) };
         let timestamp_ns = event?.timestamp_ns;
         Ok(iter.last_crc().map(|crc| (timestamp_ns, crc)))
+    }
+
+    /// Whether the view still holds, at `position`, the event a reader took
+    /// the fingerprint of: one with `timestamp_ns` (when given) whose record
+    /// has the CRC `crc` (when given). `false` when the view does not hold
+    /// the position (cut, not written yet, or purged).
+    ///
+    /// A truncation that cuts a batch just after `position` sets the
+    /// batch-end flag on this record, which changes its CRC but not its
+    /// event, so the CRC the record had before that counts too: whoever read
+    /// up to the event still holds it.
+    pub fn holds_fingerprint(&self, position: u64, timestamp_ns: Option<u64>, crc: Option<u32>) -> Result<bool> {
+        if position < self.first_position() {
+            return Ok(false);
+        }
+        let mut iter = self.iter_range(position, position.saturating_add(1));
+        let Some(event) = iter.next() else { return Ok(false) };
+        let found_timestamp_ns = event?.timestamp_ns;
+        if timestamp_ns.is_some_and(|given| given != found_timestamp_ns) {
+            return Ok(false);
+        }
+        let Some(crc) = crc else { return Ok(true) };
+        let Some(record) = iter.last_record() else { return Ok(false) };
+        Ok(iter.last_crc() == Some(crc) || record::crc_without_batch_end(record) == Some(crc))
     }
 
     /// The event at `position`, `None` when the view does not hold it.
@@ -267,15 +293,20 @@ impl<'a> Iter<'a> {
     /// reader keeps to notice a truncation rewriting what it read, without
     /// looking the event up again.
     pub fn last_crc(&self) -> Option<u32> {
+        self.last_record()
+            .and_then(|bytes| bytes.get(..size_of::<u32>()))
+            .map(|field| u32::from_le_bytes([field[0], field[1], field[2], field[3]]))
+    }
+
+    /// The bytes of the record of the event this iterator yielded last.
+    fn last_record(&self) -> Option<&'a [u8]> {
         if self.position <= self.from {
             return None;
         }
         // The iterator stands just past the record it yielded last.
         let end = usize::try_from(self.offset).ok()?;
         let start = end.checked_sub(record::preceding_length(self.bytes, end)?)?;
-        self.bytes
-            .get(start..start + size_of::<u32>())
-            .map(|field| u32::from_le_bytes([field[0], field[1], field[2], field[3]]))
+        self.bytes.get(start..end)
     }
 
     fn enter_segment(&mut self, segment_index: usize) -> Result<()> {

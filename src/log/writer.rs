@@ -46,20 +46,29 @@ fn now_ns() -> u64 {
 
 impl Inner {
     /// The events of a batch (by index) whose [`ExpectedVersion::LastEvent`]
-    /// names a record CRC that the record at its position does not have (or
-    /// a position the log does not hold). Called under the writer lock, so the
-    /// published view is the writer's own state. Empty, and free, for batches
-    /// that name no record CRC.
-    fn wrong_last_records(&self, events: &[NewEvent<'_>]) -> Result<Vec<usize>> {
+    /// names a record CRC that the stream's last event does not have. Called
+    /// under the writer lock, so the published view is the writer's own
+    /// state. Empty, and free, for batches that name no record CRC.
+    fn wrong_last_records(&self, state: &State, events: &[NewEvent<'_>]) -> Result<Vec<usize>> {
         let mut wrong = Vec::new();
         let mut view = None;
         for (batch_index, event) in events.iter().enumerate() {
-            let ExpectedVersion::LastEvent { position, record_crc: Some(crc), .. } = event.expected_version else {
+            let ExpectedVersion::LastEvent { version, position, record_crc: Some(crc) } = event.expected_version else {
                 continue;
             };
+            // Version and position first, from the index: an event that is not
+            // the stream's last now (before this batch) is refused without
+            // reading its record, which for a stale guard could mean loading
+            // an old segment's index while every appender waits. (An event of
+            // this same batch cannot be named with a CRC: its record is not in
+            // the view.)
+            let last = state.stream_state(event.stream)?.map(|s| (s.last_version, s.last_position));
+            if last != Some((version, position)) {
+                wrong.push(batch_index);
+                continue;
+            }
             let view = view.get_or_insert_with(|| LogView::new(self.published.read().clone()));
-            let found = if position >= view.first_position() { view.fingerprint(position)? } else { None };
-            if found.map(|(_, stored)| stored) != Some(crc) {
+            if !view.holds_fingerprint(position, None, Some(crc))? {
                 wrong.push(batch_index);
             }
         }
@@ -105,7 +114,7 @@ impl Inner {
         // Checked here, under the writer lock that truncation takes too: the
         // record seen is the one the stream's last event will be when the
         // index below compares its version and position.
-        let wrong_records = self.wrong_last_records(events)?;
+        let wrong_records = self.wrong_last_records(&state, events)?;
         let active = state.active();
         let fits = active.footer.is_none() && state.data_end + batch_bytes <= active.segment.data_limit();
         if !fits {

@@ -823,10 +823,10 @@ fn check_against_log(meta: &SnapshotMeta, anchor_crc: Option<u32>, view: &LogVie
         // Purged: nothing left to compare with, and a purge never rewrites.
         return Ok(None);
     }
+    if view.holds_fingerprint(last, Some(meta.timestamp_ns), anchor_crc)? {
+        return Ok(None);
+    }
     match view.fingerprint(last)? {
-        Some((timestamp_ns, crc)) if timestamp_ns == meta.timestamp_ns && anchor_crc.is_none_or(|a| a == crc) => {
-            Ok(None)
-        }
         Some((timestamp_ns, crc)) => Ok(Some(SkipReason::Diverged {
             position: last,
             snapshot_timestamp_ns: meta.timestamp_ns,

@@ -110,7 +110,8 @@ fn replaced_from(view: &LogView, read: &mut VecDeque<(u64, Fingerprint)>) -> Cli
         if position < view.first_position() {
             return Ok(true);
         }
-        Ok(view.fingerprint(position)? == Some(fingerprint))
+        let (timestamp_ns, crc) = fingerprint;
+        Ok(view.holds_fingerprint(position, Some(timestamp_ns), Some(crc))?)
     };
     let Some(&newest) = read.back() else { return Ok(None) };
     if unchanged(view, newest)? {
