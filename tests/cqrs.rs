@@ -631,6 +631,42 @@ fn purged_history_without_a_snapshot_is_an_error_not_a_partial_state() {
     assert!(matches!(before, Err(Error::MissingHistory { .. })), "{before:?}");
 }
 
+/// Review finding: an aggregate whose every event was purged, with no
+/// snapshot, is an error too (it loaded as a new, empty aggregate, and its
+/// commands conflicted until they gave up); so is one loaded as of a point
+/// inside the purged history. A snapshot that covers the purged events makes
+/// both fine.
+#[test]
+fn an_aggregate_with_every_event_purged_and_no_snapshot_is_an_error() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), options().segment_capacity_bytes(4096)).unwrap();
+    let store = accounts(&log, 0);
+    for id in ["1", "2"] {
+        store.execute(id, &AccountCommand::Open).unwrap();
+        store.execute(id, &AccountCommand::Deposit(5)).unwrap();
+    }
+    let covered = accounts(&log, 1);
+    covered.execute("2", &AccountCommand::Deposit(7)).unwrap();
+    let last_of_2 = log.next_position() - 1;
+    for _ in 0..200 {
+        log.append(&NewEvent::new("filler", "F", &[0u8; 100])).unwrap();
+    }
+    assert!(log.purge_before(log.next_position() - 1).unwrap() > 0);
+    assert!(log.first_position() > last_of_2, "every event of both accounts is purged");
+    assert_eq!(log.view().stream_state("account-1").unwrap().map(|s| s.last_version), Some(1));
+
+    assert!(matches!(store.load("1"), Err(Error::MissingHistory { .. })));
+    let executed = store.execute("1", &AccountCommand::Deposit(1));
+    assert!(matches!(executed, Err(CommandError::Store(Error::MissingHistory { .. }))), "{executed:?}");
+    let as_of = store.load_as_of("1", AsOf::Position(1));
+    assert!(matches!(as_of, Err(Error::MissingHistory { .. })), "{as_of:?}");
+
+    let loaded = store.load("2").unwrap();
+    assert_eq!((loaded.state.balance, loaded.version), (12, Some(2)));
+    assert_eq!(store.execute("2", &AccountCommand::Deposit(1)).unwrap().version, Some(3));
+    assert!(matches!(store.load("never"), Ok(loaded) if loaded.version.is_none()));
+}
+
 /// A newest snapshot whose CRC is fine but whose payload the codec cannot
 /// read (a bug in an older release, say) falls back to an older snapshot,
 /// reported as a codec error; the result is still the full replay's.

@@ -247,6 +247,11 @@ where
 
     /// The aggregate as it was at `as_of`: the latest usable snapshot at or
     /// before that point, then only the stream's events up to it.
+    ///
+    /// Fails with [`Error::MissingHistory`] when events the state needs were
+    /// purged and no snapshot covers them, and when `as_of` lies inside the
+    /// purged part of a stream's history (what it held there is gone): never
+    /// a partial state.
     pub fn load_as_of(&self, id: &str, as_of: AsOf) -> Result<Loaded<A>> {
         let stream = Self::stream_of(id);
         let view = self.log.view();
@@ -279,16 +284,24 @@ where
             last_timestamp_ns = snapshot.meta.timestamp_ns;
             report.snapshot = Some((snapshot.meta.next_position, snapshot.meta.version));
         }
+        let missing = |next_version| Error::MissingHistory {
+            what: format!("stream {stream} from version {next_version}"),
+            first_position: view.first_position(),
+        };
+        let mut read_any = false;
         for event in view.read_stream(&stream, next_version)? {
             let event = event?;
-            if event.position >= end {
-                break;
-            }
+            read_any = true;
             if event.stream_version != next_version {
                 // The stream index starts at the oldest event left: the ones
                 // before it were purged, and folding the rest would be wrong.
-                let what = format!("stream {stream} from version {next_version}");
-                return Err(Error::MissingHistory { what, first_position: view.first_position() });
+                // Checked before the bound: purged events lie before every
+                // event left, so before an as-of point too, unless that point
+                // is inside the purged history, where what it held is unknown.
+                return Err(missing(next_version));
+            }
+            if event.position >= end {
+                break;
             }
             let decoded: std::result::Result<A::Event, _> = self.codec.decode(event.payload);
             let decoded = decoded.map_err(|error| Error::Codec {
@@ -300,6 +313,11 @@ where
             last_position = Some(event.position);
             last_timestamp_ns = event.timestamp_ns;
             report.events_replayed += 1;
+        }
+        if !read_any && view.stream_state(&stream)?.is_some_and(|state| state.last_version >= next_version) {
+            // Nothing left to read, yet the stream has versions the state
+            // lacks: every one of its events from `next_version` on was purged.
+            return Err(missing(next_version));
         }
         let version = next_version.checked_sub(1);
         // The anchor a snapshot of this state needs, from the view it was

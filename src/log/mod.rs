@@ -339,8 +339,9 @@ impl Log {
         self.inner.sync.lock().sync_count
     }
 
-    /// Version and last position of a stream, `None` when it has no event.
-    /// An error only when the stream table, checked on first use, is damaged
+    /// Version and last position of a stream, `None` when it never had an
+    /// event (a stream whose every event was purged keeps its last version
+    /// and position, below [`Log::first_position`]). An error only when the stream table, checked on first use, is damaged
     /// and cannot be rebuilt.
     pub fn stream_state(&self, stream: &str) -> Result<Option<StreamState>> {
         self.inner.state.lock().stream_state(stream)

@@ -85,9 +85,16 @@ pub struct StreamIter<'a> {
 
 impl LogView {
     /// The stream's last version and position as of this view (`None`: the
-    /// stream has no event in it).
+    /// stream never had an event in it). For a stream whose every event was
+    /// purged, the last position is below [`LogView::first_position`], as
+    /// [`Log::stream_state`](crate::Log::stream_state) has it too.
     pub fn stream_state(&self, stream: &str) -> Result<Option<StreamState>> {
-        let Some(chunk) = self.newest_chunk(stream)? else { return Ok(None) };
+        let Some(chunk) = self.newest_chunk(stream)? else {
+            // The stream tables keep the streams of purged segments: the next
+            // append to such a stream continues its versions.
+            let purged = self.sealed_stream_state(stream)?.filter(|state| state.last_position < self.first_position());
+            return Ok(purged);
+        };
         let version = chunk.first_version + chunk.count as u64 - 1;
         let Some(offset) = self.posting(&chunk, stream, version)? else { return Ok(None) };
         let event = self.decode_posting(chunk.segment_index, offset, stream, version)?;
