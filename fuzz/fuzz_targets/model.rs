@@ -15,7 +15,9 @@
 //! from. An append that names the stream's last event
 //! (`ExpectedVersion::LastEvent`) must succeed exactly when the model's last
 //! event of the stream is that event, bytes and all: a guard taken before a
-//! truncation or a power loss fails once other events took its place.
+//! truncation or a power loss fails once other events took its place. A
+//! fingerprint taken by a read names its event exactly while the model holds
+//! it (`LogView::holds_fingerprint`), also once a cut left it last in its batch.
 #![no_main]
 
 use std::collections::{BTreeSet, HashMap};
@@ -244,6 +246,30 @@ struct Guard {
     event: Written,
 }
 
+/// A fingerprint taken where a read found an event: the log must say it
+/// still holds that event exactly while the model does (a truncation that
+/// leaves it last in its batch included), and not once it is cut, replaced
+/// or purged.
+struct Held {
+    position: u64,
+    version: u64,
+    timestamp_ns: u64,
+    crc: u32,
+    event: Written,
+}
+
+fn assert_held(log: &Log, model: &[Written], first: u64, held: &Held) {
+    let position = held.position as usize;
+    let same = held.position >= first
+        && model.get(position) == Some(&held.event)
+        && versions(model).get(position) == Some(&held.version);
+    let holds = log
+        .view()
+        .holds_fingerprint(held.position, Some(held.timestamp_ns), Some(held.crc))
+        .expect("holds_fingerprint");
+    assert_eq!(holds, same, "the fingerprint taken at {position}");
+}
+
 fn assert_purged(first: u64, before: u64, position: u64) {
     assert!(first == before || (first > before && first <= position), "purge moved the start past {position}");
 }
@@ -261,6 +287,7 @@ fuzz_target!(|data: &[u8]| {
     let mut first = 0u64;
     let mut clock = 1_000u64;
     let mut guard: Option<Guard> = None;
+    let mut held: Option<Held> = None;
     for step in steps.chunks_exact(3).take(64) {
         let (operation, a, b) = (step[0] % 13, step[1], step[2]);
         let mut run = Run { log: &log, model: &model, first, clock: &mut clock };
@@ -275,6 +302,9 @@ fuzz_target!(|data: &[u8]| {
                 if let Some(position) = (model.len() as u64).checked_sub(1 + u64::from(a) % 5).filter(|&p| p >= first) {
                     let event = log.read(position).expect("read").expect("present");
                     assert_event(&event.as_event_ref(), &model, &versions(&model));
+                    let (timestamp_ns, crc) = log.view().fingerprint(position).expect("fingerprint").expect("held");
+                    let version = event.stream_version;
+                    held = Some(Held { position, version, timestamp_ns, crc, event: model[position as usize].clone() });
                 }
             }
             5 => {
@@ -409,6 +439,9 @@ fuzz_target!(|data: &[u8]| {
                 storage.lose_power();
                 storage.restart().expect("restart");
                 log = Log::open(directory.path(), options(&storage)).expect("open after power loss");
+                // Clocks move on, as after a cut: an event written from here
+                // never has the bytes of one the power loss took.
+                clock += 1;
                 let next = log.next_position();
                 // Where the log may end now: at the end of a batch or of a
                 // cut, no earlier than what was durable before.
@@ -466,5 +499,8 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         check(&log, &model, first);
+        if let Some(held) = &held {
+            assert_held(&log, &model, first, held);
+        }
     }
 });
