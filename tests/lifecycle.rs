@@ -340,6 +340,59 @@ fn expected_versions_guard_every_stream_of_a_batch() {
     assert_eq!(log.stream_state("a").unwrap().unwrap().last_version, 3);
 }
 
+/// `LastEvent` in batches: one wrong record CRC refuses the whole batch; an
+/// expectation may name an earlier event of the same batch by version and
+/// position, but not by record CRC (it names events already in the log).
+#[test]
+fn last_event_expectations_guard_every_event_of_a_batch() {
+    use chronolog::ExpectedVersion::{Any, LastEvent};
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), small_options()).unwrap();
+    let a = log.append(&NewEvent::new("a", "Opened", b"")).unwrap();
+    let b = log.append(&NewEvent::new("b", "Opened", b"")).unwrap();
+    let last = |appended: chronolog::Appended, crc| LastEvent {
+        version: appended.stream_version,
+        position: appended.position,
+        record_crc: Some(crc),
+    };
+    let batch = [
+        NewEvent::new("a", "Changed", b"").with_expected_version(last(a, a.record_crc)),
+        NewEvent::new("b", "Changed", b"").with_expected_version(last(b, b.record_crc ^ 1)),
+    ];
+    let error = log.append_batch(&batch).unwrap_err();
+    assert!(matches!(&error, Error::WrongExpectedVersion { stream, .. } if stream == "b"), "{error}");
+    assert_eq!(log.next_position(), 2, "the refused batch wrote nothing");
+
+    let batch = [
+        NewEvent::new("a", "Changed", b"").with_expected_version(last(a, a.record_crc)),
+        NewEvent::new("a", "Changed", b"").with_expected_version(LastEvent {
+            version: 1,
+            position: 2,
+            record_crc: None,
+        }),
+    ];
+    let appended = log.append_batch(&batch).unwrap();
+    assert_eq!(appended.iter().map(|e| (e.position, e.stream_version)).collect::<Vec<_>>(), [(2, 1), (3, 2)]);
+
+    // Another stream's event before it in the batch changes nothing.
+    let batch = [
+        NewEvent::new("b", "Changed", b"").with_expected_version(Any),
+        NewEvent::new("a", "Changed", b"").with_expected_version(last(appended[1], appended[1].record_crc)),
+    ];
+    assert_eq!(log.append_batch(&batch).unwrap()[1].stream_version, 3);
+    let batch = [
+        NewEvent::new("a", "Changed", b"").with_expected_version(Any),
+        NewEvent::new("a", "Changed", b"").with_expected_version(LastEvent {
+            version: 4,
+            position: 6,
+            record_crc: Some(0),
+        }),
+    ];
+    let error = log.append_batch(&batch).unwrap_err();
+    assert!(matches!(error, Error::WrongExpectedVersion { actual: Some(4), actual_position: Some(6), .. }), "{error}");
+    assert_eq!(log.next_position(), 6);
+}
+
 #[test]
 fn a_last_event_expectation_fails_once_a_truncation_regrew_the_stream_to_the_same_version() {
     use chronolog::ExpectedVersion::{Exact, LastEvent};
