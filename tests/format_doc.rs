@@ -13,6 +13,8 @@
 //! or unexpected, and a number that differs all fail with a message naming the
 //! heading, the field and the constant.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
@@ -22,7 +24,6 @@ use chronolog::record::{self, Decoded, RecordHeader};
 use chronolog::segment::layout;
 use chronolog::segment::truncate_marker::{TRUNCATE_MAGIC, TRUNCATE_MARKER_SIZE};
 use chronolog::snapshot::{self, file as snapshot_file, SnapshotBound, SnapshotMeta, SnapshotStore};
-use chronolog::storage::FaultyStorage;
 use chronolog::{limits, CorruptionKind, Durability, Error, Log, LogOptions, NewEvent, RecoveryMode};
 
 const FORMAT_MD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/FORMAT.md");
@@ -1446,12 +1447,8 @@ fn sealed_segment_footer_and_stream_table_match_the_tables() {
 fn truncate_marker_bytes_match_the_table() {
     let layouts = layouts(&read_doc());
     let directory = tempfile::tempdir().expect("tempdir");
-    let storage = FaultyStorage::new();
-    let plan = storage.plan();
-    let options = LogOptions::default()
-        .segment_capacity_bytes(64 * 1024)
-        .durability(Durability::None)
-        .storage(std::sync::Arc::new(storage));
+    let (options, plan) =
+        common::with_faults(LogOptions::default().segment_capacity_bytes(64 * 1024).durability(Durability::None));
     let log = Log::open(directory.path(), options).expect("open");
     for i in 0..5u8 {
         log.append(&NewEvent::new("s", "t", &[i])).expect("append");
