@@ -379,16 +379,12 @@ fn power_loss_after_truncations_under_group_commit_keeps_every_acknowledged_even
     }
 }
 
-/// Power-loss storage whose files' `sync_data` can be held: the next call
-/// after [`SyncGate::hold_next`] tells the test it has started and waits
-/// for [`SyncGate::release`] (a race made to happen on cue).
+/// A gate on `sync_data`: the next call after [`SyncGate::hold_next`] tells
+/// the test it has started and waits for [`SyncGate::release`] (a race made
+/// to happen on cue). Put on files through a `HookedStorage` hook.
 mod sync_gate {
-    use std::io;
-    use std::path::Path;
     use std::sync::mpsc::{channel, Receiver, Sender};
-    use std::sync::{Arc, Mutex};
-
-    use chronolog::storage::{Mapping, OpenMode, PowerLossStorage, Storage, StorageFile};
+    use std::sync::Mutex;
 
     #[derive(Debug, Default)]
     pub struct SyncGate {
@@ -414,80 +410,13 @@ mod sync_gate {
             }
         }
 
-        fn pass(&self) {
+        /// Called by each `sync_data`: waits there if the gate is armed.
+        pub fn pass(&self) {
             let armed = self.armed.lock().unwrap().take();
             if let Some((started, release)) = armed {
                 let _ = started.send(());
                 let _ = release.recv();
             }
-        }
-    }
-
-    #[derive(Debug, Clone)]
-    pub struct GatedStorage {
-        pub inner: PowerLossStorage,
-        pub gate: Arc<SyncGate>,
-    }
-
-    #[derive(Debug)]
-    struct GatedFile {
-        inner: Arc<dyn StorageFile>,
-        gate: Arc<SyncGate>,
-    }
-
-    impl Storage for GatedStorage {
-        fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-            self.inner.create_dir_all(path)
-        }
-        fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-            self.inner.list_dir(path)
-        }
-        fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StorageFile>> {
-            let inner = self.inner.open(path, mode)?;
-            Ok(Arc::new(GatedFile { inner, gate: Arc::clone(&self.gate) }))
-        }
-        fn remove_file(&self, path: &Path) -> io::Result<()> {
-            self.inner.remove_file(path)
-        }
-        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-            self.inner.rename(from, to)
-        }
-        fn sync_dir(&self, path: &Path) -> io::Result<()> {
-            self.inner.sync_dir(path)
-        }
-        fn exists(&self, path: &Path) -> io::Result<bool> {
-            self.inner.exists(path)
-        }
-    }
-
-    impl StorageFile for GatedFile {
-        fn path(&self) -> &Path {
-            self.inner.path()
-        }
-        fn len(&self) -> io::Result<u64> {
-            self.inner.len()
-        }
-        fn read_exact_at(&self, buffer: &mut [u8], offset: u64) -> io::Result<()> {
-            self.inner.read_exact_at(buffer, offset)
-        }
-        fn write_all_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
-            self.inner.write_all_at(bytes, offset)
-        }
-        fn allocate(&self, length: u64) -> io::Result<()> {
-            self.inner.allocate(length)
-        }
-        fn sync_data(&self) -> io::Result<()> {
-            self.gate.pass();
-            self.inner.sync_data()
-        }
-        fn start_writeback(&self, offset: u64, length: u64) -> io::Result<()> {
-            self.inner.start_writeback(offset, length)
-        }
-        fn map(&self) -> io::Result<Mapping> {
-            self.inner.map()
-        }
-        fn try_lock(&self) -> io::Result<bool> {
-            self.inner.try_lock()
         }
     }
 }
@@ -499,16 +428,25 @@ mod sync_gate {
 #[test]
 fn an_fsync_from_before_a_truncation_does_not_cover_the_appends_after_it() {
     let directory = tempfile::tempdir().unwrap();
-    let storage = sync_gate::GatedStorage { inner: PowerLossStorage::new(), gate: Default::default() };
+    let power = PowerLossStorage::new();
+    let gate = Arc::new(sync_gate::SyncGate::default());
+    let storage = common::hooked::HookedStorage {
+        inner: Arc::new(power.clone()),
+        sync_data: Some({
+            let gate = Arc::clone(&gate);
+            Arc::new(move |_: &std::path::Path| gate.pass())
+        }),
+        ..Default::default()
+    };
     let options = LogOptions::default()
         .segment_capacity_bytes(SMALL_SEGMENT_BYTES)
         .durability(Durability::Sync)
-        .storage(Arc::new(storage.clone()));
+        .storage(Arc::new(storage));
     let log = Log::open(directory.path(), options.clone()).unwrap();
     append_range(&log, 0, 10, 1);
     assert_eq!(common::segment_files(directory.path()).len(), 1, "one segment: the cut rewrites the active one");
     // An append whose fdatasync is held once it has started.
-    let started = storage.gate.hold_next();
+    let started = gate.hold_next();
     let leader = {
         let log = log.clone();
         std::thread::spawn(move || log.append(&NewEvent::new("cut", "Happened", b"position 10")).map(|_| ()))
@@ -516,13 +454,13 @@ fn an_fsync_from_before_a_truncation_does_not_cover_the_appends_after_it() {
     started.recv().unwrap();
     // The truncation's own sync of what it keeps is not held.
     log.truncate_after(5).unwrap();
-    storage.gate.release();
+    gate.release();
     leader.join().unwrap().unwrap();
     let appended = log.append(&NewEvent::new("after", "Happened", b"position 6")).unwrap();
     assert_eq!(appended.position, 6);
-    storage.inner.lose_power();
+    power.lose_power();
     drop(log);
-    storage.inner.restart().unwrap();
+    power.restart().unwrap();
     let log = Log::open(directory.path(), options).unwrap();
     let events = common::read_all(&log);
     assert_eq!(events.len(), 7, "the six kept and the one acknowledged after the cut");
