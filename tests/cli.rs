@@ -790,6 +790,17 @@ fn demo_runs_small_and_resets_its_own_directory() {
     for expected in ["creating", "write", "replay", "as-of", "identical", "history", "verify", "clean"] {
         assert!(stdout.contains(expected), "{expected:?} missing from:\n{stdout}");
     }
+    // The default run (a million events) fills more than one segment: a
+    // sealed segment and `MANIFEST` are the demo's files too. (A segment
+    // keeps the capacity it was made with, 64 MiB here.)
+    let log = Log::open(&directory, LogOptions::default().durability(Durability::None)).unwrap();
+    let filler = vec![7u8; 16 * 1024];
+    let batch: Vec<NewEvent> = (0..64).map(|_| NewEvent::new("filler", "Filled", &filler)).collect();
+    for _ in 0..70 {
+        log.append_batch(&batch).unwrap();
+    }
+    drop(log);
+    assert!(directory.join("MANIFEST").exists(), "a segment was sealed");
     let output = chronolog(&["demo", path(&directory), "--events", "2000"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(text(&output.stdout).contains("resetting"), "{}", text(&output.stdout));

@@ -35,6 +35,7 @@ use crate::storage::StorageFile;
 
 pub use event::{Appended, Event, EventRef, ExpectedVersion, NewEvent};
 pub use maintenance::VerifyReport;
+pub use open::is_log_file_name;
 pub use options::{
     Durability, LogOptions, RecoveryMode, SEGMENT_CAPACITY_BYTES_DEFAULT, SYNC_SPIN_MAX_DEFAULT,
     WRITEBACK_BYTES_DEFAULT,

@@ -510,21 +510,42 @@ fn cap_at(
     Ok(())
 }
 
+/// Whether `name` is a file of the log's directory that chronolog writes
+/// whole through a `.tmp` temporary (or a segment, whose name it shares).
+fn is_atomically_written(name: &str) -> bool {
+    name == super::truncation::TRUNCATE_MARKER
+        || name == crate::segment::manifest::MANIFEST_FILE_NAME
+        || segment::parse_file_name(name).is_some()
+        || stream_table::parse_file_name(name).is_some()
+        || crate::index::segment_index::parse_file_name(name).is_some()
+}
+
+/// Whether `name`, an entry of a log's directory, is one chronolog makes
+/// there: a segment, index, stream table, `MANIFEST`, `TRUNCATE` or `LOCK`,
+/// the temporary of one of them, or the `snapshots` and `salvage` folders.
+/// For tools that must tell a log's own files from a user's (the CLI's demo
+/// resets only a directory that holds nothing else).
+///
+/// ```
+/// use chronolog::log::is_log_file_name;
+/// assert!(is_log_file_name("00000000000000000000.seg"));
+/// assert!(is_log_file_name("MANIFEST.tmp"));
+/// assert!(is_log_file_name("snapshots"));
+/// assert!(!is_log_file_name("notes.txt"));
+/// ```
+pub fn is_log_file_name(name: &str) -> bool {
+    let stem = name.strip_suffix(".tmp").unwrap_or(name);
+    is_atomically_written(stem)
+        || matches!(name, LOCK_FILE | crate::snapshot::SNAPSHOTS_FOLDER | super::salvage::SALVAGE_DIRECTORY)
+}
+
 /// Removes the temporaries an interrupted atomic write left, and returns the
 /// other names of the directory.
 fn remove_temporaries(storage: &dyn Storage, directory: &Path) -> Result<Vec<String>> {
     let names = storage.list_dir(directory).map_err(|e| Error::io("list directory", directory, e))?;
     // Only the temporaries chronolog itself makes: a user's own `.tmp` files in
     // the directory are none of its business.
-    let ours = |name: &str| {
-        name.strip_suffix(".tmp").is_some_and(|stem| {
-            stem == super::truncation::TRUNCATE_MARKER
-                || stem == crate::segment::manifest::MANIFEST_FILE_NAME
-                || segment::parse_file_name(stem).is_some()
-                || stream_table::parse_file_name(stem).is_some()
-                || crate::index::segment_index::parse_file_name(stem).is_some()
-        })
-    };
+    let ours = |name: &str| name.strip_suffix(".tmp").is_some_and(is_atomically_written);
     let (temporaries, others): (Vec<String>, Vec<String>) = names.into_iter().partition(|name| ours(name));
     for name in temporaries {
         let path = directory.join(name);

@@ -621,15 +621,11 @@ fn prepare(directory: &Path) -> CliResult<Prepared> {
     Ok(Prepared::Reset(directory.to_path_buf(), events))
 }
 
-/// True for the files a demo run leaves: the log's own (segments, indexes,
-/// stream tables, LOCK, TRUNCATE, temporaries), `snapshots/`, `salvage/`, and
-/// the marker.
+/// True for the files a demo run leaves: the log's own (the library names
+/// them, so that a file it adds is never taken for a stranger's) and the
+/// marker.
 fn is_demo_file(name: &str) -> bool {
-    let stem = name.strip_suffix(".tmp").unwrap_or(name);
-    chronolog::segment::parse_file_name(stem).is_some()
-        || chronolog::index::segment_index::parse_file_name(stem).is_some()
-        || chronolog::index::stream_table::parse_file_name(stem).is_some()
-        || matches!(stem, "LOCK" | "TRUNCATE" | "snapshots" | "salvage" | MARKER)
+    name == MARKER || chronolog::log::is_log_file_name(name)
 }
 
 fn refusal(directory: &Path, name: &str) -> Failure {
