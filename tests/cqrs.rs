@@ -926,9 +926,13 @@ fn a_snapshot_removed_after_a_lookup_listed_it_is_not_reported_as_damaged() {
     assert!(loaded.report.skipped.is_empty(), "{:?}", loaded.report.skipped);
     assert!(loaded.report.snapshot.is_some(), "the newest snapshot still there is used");
     assert_eq!(loaded.state.balance, (1..=9).sum::<i64>());
-    // Nor is it damage to `verify`.
+    // Nor is it damage to `verify`, nor an entry of a listing (which
+    // `chronolog verify`, `info` and `snapshots` report from).
     let problems = SnapshotStore::open(&reader).verify().unwrap();
     assert!(problems.is_empty(), "{problems:?}");
+    let listed = SnapshotStore::open(&reader).list_all().unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed.iter().all(|entry| entry.meta.is_ok()), "{listed:?}");
 }
 
 /// A read model in another process (a runner on a read-only handle) must

@@ -971,7 +971,7 @@ fn version_magic_names_and_crc_variant_match_the_code() {
     let snapshot_name = format!("{:020}.{}", 42, snapshot::SNAPSHOT_EXTENSION);
     for name in [
         snapshot_name.clone(),
-        format!("{snapshot_name}.tmp-4242-0"),
+        format!("{snapshot_name}.tmp-4242-9f86d081-0"),
         snapshot::folder_name("account-7"),
         snapshot::folder_name("order/42"),
         format!("{:016x}", fnv1a64(b"a")),
@@ -2047,10 +2047,14 @@ fn snapshot_files_match_the_table() {
     let expected: Vec<String> = (4..4 + snapshot::KEEP_LAST_DEFAULT as u64).map(|p| format!("{p:020}.snap")).collect();
     assert_eq!(kept, expected, "the newest {} snapshots are kept", snapshot::KEEP_LAST_DEFAULT);
 
-    // A temporary left by a crashed writer (another process id) is ignored by
+    // A temporary left by a crashed writer (another process id; or this one's,
+    // reused after a restart, with other random digits or none) is ignored by
     // lookups and removed by the next write into the folder.
-    let leftover = root.join(&folder).join(format!("{:020}.snap.tmp-{}-0", 9, u32::MAX));
-    fs::write(&leftover, b"half written").expect("write leftover");
+    let leftover = root.join(&folder).join(format!("{:020}.snap.tmp-{}-9f86d081-0", 9, u32::MAX));
+    let same_id = root.join(&folder).join(format!("{:020}.snap.tmp-{}-0", 9, std::process::id()));
+    for path in [&leftover, &same_id] {
+        fs::write(path, b"half written").expect("write leftover");
+    }
     assert_eq!(store.list(name).expect("list").len(), snapshot::KEEP_LAST_DEFAULT);
     drop(view);
     drop(log);
@@ -2060,6 +2064,7 @@ fn snapshot_files_match_the_table() {
         .write(&SnapshotMeta { next_position: 8, ..meta }, b"x")
         .expect("write");
     assert!(!leftover.exists(), "the next write removes another process's temporary");
+    assert!(!same_id.exists(), "and a temporary of an earlier process with this one's id");
 }
 
 /// Rewrites the `format_version` of every segment, stream table and segment

@@ -11,6 +11,7 @@ mod common;
 
 use std::sync::{Arc, Barrier};
 
+use chronolog::snapshot::{SnapshotMeta, SnapshotStore};
 use chronolog::storage::FaultPlan;
 use chronolog::{Durability, Error, Log, LogOptions, NewEvent};
 use common::*;
@@ -211,4 +212,51 @@ fn a_failed_sync_call_poisons_the_log_and_is_never_retried() {
     // The records are in the page cache of this (real) file system.
     let log = Log::open(directory.path(), options).unwrap();
     assert_deterministic(&log, 10);
+}
+
+/// Review finding: a truncation skipped any snapshot folder it failed to
+/// list, whatever the error, and finished (its marker removed) with that
+/// folder's snapshots of the cut events still there, which a later purge
+/// would make indistinguishable from good ones. A failed listing at any
+/// point of a truncation must leave, once the log is reopened, no snapshot
+/// beyond the log's end.
+#[test]
+fn a_failed_directory_listing_anywhere_in_a_truncation_leaves_no_snapshot_of_the_cut_events() {
+    let mut failed = 0;
+    for count in 0.. {
+        let directory = tempfile::tempdir().unwrap();
+        let options = LogOptions::default().segment_capacity_bytes(SMALL_SEGMENT_BYTES).durability(Durability::None);
+        let (options, plan) = with_faults(options);
+        let log = Log::open(directory.path(), options).unwrap();
+        append_range(&log, 0, 10, 3);
+        let store = SnapshotStore::open(&log);
+        let view = log.view();
+        for (name, next_position) in [("a", 5u64), ("a", 9), ("b", 8)] {
+            let timestamp_ns = view.get(next_position - 1).unwrap().unwrap().timestamp_ns;
+            let meta = SnapshotMeta { name: name.into(), next_position, timestamp_ns, version: 0, schema_version: 1 };
+            store.write(&meta, b"state").unwrap();
+        }
+        drop(view);
+        plan.fail_list_after(count);
+        let truncated = log.truncate_after(4);
+        plan.heal();
+        drop((store, log));
+        let log = Log::open(directory.path(), LogOptions::default()).unwrap();
+        let store = SnapshotStore::open(&log);
+        let left: Vec<u64> =
+            store.list_all().unwrap().into_iter().map(|entry| entry.meta.unwrap().next_position).collect();
+        assert!(left.iter().all(|&next| next <= log.next_position()), "listing {count}: {left:?} beyond the log");
+        assert!(left.contains(&5), "listing {count}: the snapshot before the cut was removed: {left:?}");
+        match truncated {
+            Ok(()) => {
+                assert_eq!(log.next_position(), 5);
+                break;
+            }
+            Err(error) => {
+                assert!(matches!(error, Error::Io { .. }), "listing {count}: {error:?}");
+                failed += 1;
+            }
+        }
+    }
+    assert!(failed >= 3, "the truncation lists the log directory and both snapshot folders");
 }

@@ -38,7 +38,7 @@ pub mod file;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use byteorder::{ByteOrder, LittleEndian};
 
@@ -217,6 +217,23 @@ const DURABLE_FOLDERS_REMEMBERED: usize = 4096;
 /// Distinguishes the temporary files of concurrent writes in this process.
 static TEMPORARY_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// What the names of this process's temporaries hold after the snapshot's
+/// name, before the counter: `.tmp-`, the process id, a random value drawn
+/// once per process, `-`. The random value tells this process's temporaries
+/// from those of a crashed earlier process that had the same id (an
+/// application restarted as a container's process 1), which are leftovers
+/// that retention must remove, and whose names a new write could otherwise
+/// collide with.
+fn temporary_infix() -> &'static str {
+    static INFIX: OnceLock<String> = OnceLock::new();
+    INFIX.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        // `RandomState` draws its keys from the OS's random source.
+        let token = std::collections::hash_map::RandomState::new().build_hasher().finish() as u32;
+        format!(".tmp-{}-{token:08x}-", std::process::id())
+    })
+}
+
 impl SnapshotStore {
     /// The snapshot store of `log`'s directory, through the log's storage.
     /// Keeps the last [`KEEP_LAST_DEFAULT`] snapshots per name. Nothing is
@@ -376,9 +393,9 @@ impl SnapshotStore {
         self.create_folder(&folder)?;
         let path = folder.join(naming::numbered(meta.next_position, SNAPSHOT_EXTENSION));
         let temporary = folder.join(format!(
-            "{}.tmp-{}-{}",
+            "{}{}{}",
             naming::numbered(meta.next_position, SNAPSHOT_EXTENSION),
-            std::process::id(),
+            temporary_infix(),
             TEMPORARY_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         let bytes = file::encode_anchored(meta, anchor_crc, payload);
@@ -497,14 +514,17 @@ impl SnapshotStore {
         Ok(lookup)
     }
 
-    /// Every snapshot of `name`, newest first.
+    /// Every snapshot of `name`, newest first. A file removed while the
+    /// listing runs (by a live writer's retention) is left out.
     pub fn list(&self, name: &str) -> Result<Vec<SnapshotEntry>> {
         let folder = self.folder(name);
-        Ok(self.positions(&folder)?.into_iter().map(|(_, path)| self.entry(path)).collect())
+        Ok(self.positions(&folder)?.into_iter().filter_map(|(_, path)| self.entry(path)).collect())
     }
 
     /// Every snapshot file under the store, by folder, newest first within
-    /// each. Each is read whole and checked.
+    /// each. Each is read whole and checked; a file removed while the
+    /// listing runs is left out, and an entry of the store's folder that is
+    /// not a folder is no snapshot's.
     pub fn list_all(&self) -> Result<Vec<SnapshotEntry>> {
         let mut folders = match self.storage.list_dir(&self.root) {
             Ok(names) => names,
@@ -515,20 +535,22 @@ impl SnapshotStore {
         let mut entries = Vec::new();
         for folder in folders {
             let folder = self.root.join(folder);
-            for (_, path) in self.positions(&folder)? {
-                entries.push(self.entry(path));
-            }
+            entries.extend(self.positions(&folder)?.into_iter().filter_map(|(_, path)| self.entry(path)));
         }
         Ok(entries)
     }
 
-    /// One listed file; a file that cannot be read (or was removed by a
-    /// concurrent retention since the listing) is an entry with an error,
-    /// not a failure of the whole listing.
-    fn entry(&self, path: PathBuf) -> SnapshotEntry {
-        let file_bytes = self.storage.open(&path, OpenMode::ReadOnly).and_then(|file| file.len()).unwrap_or(0);
+    /// One listed file; a file that cannot be read is an entry with an
+    /// error, not a failure of the whole listing. A file removed since the
+    /// listing (by a live writer's retention or truncation) is gone, not
+    /// damaged: `None`.
+    fn entry(&self, path: PathBuf) -> Option<SnapshotEntry> {
         let meta = read_snapshot(&*self.storage, &path).map(|snapshot| snapshot.meta);
-        SnapshotEntry { path, file_bytes, meta }
+        if matches!(&meta, Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound) {
+            return None;
+        }
+        let file_bytes = self.storage.open(&path, OpenMode::ReadOnly).and_then(|file| file.len()).unwrap_or(0);
+        Some(SnapshotEntry { path, file_bytes, meta })
     }
 
     /// The folder of a name: readable characters of the name, then a hash of
@@ -572,11 +594,7 @@ impl SnapshotStore {
     /// Snapshot files of a folder, newest (highest position) first; a folder
     /// that does not exist has none.
     fn positions(&self, folder: &Path) -> Result<Vec<(u64, PathBuf)>> {
-        let names = match self.storage.list_dir(folder) {
-            Ok(names) => names,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(error) => return Err(Error::io("list directory", folder, error)),
-        };
+        let Some(names) = list_folder(&*self.storage, folder)? else { return Ok(Vec::new()) };
         let mut positions: Vec<(u64, PathBuf)> = names
             .iter()
             .filter_map(|name| naming::parse_numbered(name, SNAPSHOT_EXTENSION).map(|p| (p, folder.join(name))))
@@ -592,17 +610,16 @@ impl SnapshotStore {
     /// retention got there first) are no error.
     fn apply_retention(&self, name: &str, folder: &Path, written: &Path) -> Result<()> {
         let names = self.storage.list_dir(folder).map_err(|e| Error::io("list directory", folder, e))?;
-        let own_prefix = format!("-{}-", std::process::id());
-        // Temporaries of other (dead or concurrent) processes are left to them
-        // unless stale: only one writer per name is supported, so another
-        // process's temporary is a crash's leftover.
+        // A temporary of another process (by id and random value, see
+        // `temporary_infix`) is a crashed writer's leftover: only one writer
+        // per name is supported.
         let mut removed = 0usize;
         let remove = |path: &Path| match self.storage.remove_file(path) {
             Ok(()) => Ok(1),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(0),
             Err(error) => Err(Error::io("remove", path, error)),
         };
-        for entry in names.iter().filter(|entry| entry.contains(".tmp-") && !entry.contains(&own_prefix)) {
+        for entry in names.iter().filter(|entry| entry.contains(".tmp-") && !entry.contains(temporary_infix())) {
             removed += remove(&folder.join(entry))?;
         }
         // Only files of this name: a colliding name's snapshots are not ours
@@ -636,11 +653,7 @@ impl SnapshotStore {
 
     /// Checks every snapshot file; returns the problems found (empty: clean).
     pub fn verify(&self) -> Result<Vec<Error>> {
-        // A file removed since the listing (a retention or a truncation of a
-        // live writer) is gone, not damaged.
-        let gone =
-            |error: &Error| matches!(error, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
-        Ok(self.list_all()?.into_iter().filter_map(|entry| entry.meta.err()).filter(|error| !gone(error)).collect())
+        Ok(self.list_all()?.into_iter().filter_map(|entry| entry.meta.err()).collect())
     }
 }
 
@@ -764,6 +777,19 @@ fn describes_log(meta: &SnapshotMeta, anchor_crc: Option<u32>, log: &Log, after_
     }
 }
 
+/// The names in `folder`, an entry of the snapshots folder; `None` when it
+/// is gone (removed since the listing, or never made) or is not a folder (a
+/// stray file: nothing of ours).
+fn list_folder(storage: &dyn Storage, folder: &Path) -> Result<Option<Vec<String>>> {
+    match storage.list_dir(folder) {
+        Ok(names) => Ok(Some(names)),
+        Err(error) if matches!(error.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+            Ok(None)
+        }
+        Err(error) => Err(Error::io("list directory", folder, error)),
+    }
+}
+
 /// Removes every snapshot made from events after position `limit - 1`
 /// (`next_position > limit`): called by a truncation that keeps the events
 /// below `limit`, under its marker (so that a crash in between is finished
@@ -784,11 +810,10 @@ pub(crate) fn remove_beyond(storage: &dyn Storage, log_directory: &Path, limit: 
     };
     for folder in folders {
         let folder = root.join(folder);
-        let names = match storage.list_dir(&folder) {
-            Ok(names) => names,
-            // Not a folder (nothing of ours), or gone meanwhile.
-            Err(_) => continue,
-        };
+        // Any other failure to list a folder fails the truncation (its marker
+        // stays, and the next open finishes it): skipping the folder would
+        // leave its snapshots of the cut events behind.
+        let Some(names) = list_folder(storage, &folder)? else { continue };
         let mut removed = false;
         for name in names {
             if naming::parse_numbered(&name, SNAPSHOT_EXTENSION).is_some_and(|next| next > limit) {
@@ -963,6 +988,11 @@ mod tests {
             ]
         );
         assert!(store.list("b").unwrap().is_empty(), "b's snapshot at 7 reflects events after the cut");
+        // The stray file is no folder of snapshots, and no failure either.
+        let listed: Vec<u64> =
+            store.list_all().unwrap().into_iter().map(|entry| entry.meta.unwrap().next_position).collect();
+        assert_eq!(listed, vec![5, 3]);
+        assert!(store.verify().unwrap().is_empty());
         // Nothing to remove, and no snapshots folder at all: no error.
         remove_beyond(&crate::storage::StdStorage, directory.path(), 5, true).unwrap();
         let empty = tempfile::tempdir().unwrap();

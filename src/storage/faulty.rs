@@ -25,11 +25,13 @@ pub struct FaultPlan {
     failed_write_no_space: AtomicBool,
     syncs_before_failure: AtomicI64,
     metadata_before_failure: AtomicI64,
+    listings_before_failure: AtomicI64,
     space_left_bytes: AtomicI64,
     fail_writebacks: AtomicBool,
     writes: AtomicU64,
     syncs: AtomicU64,
     metadata_operations: AtomicU64,
+    listings: AtomicU64,
     writeback_requests: Mutex<Vec<(PathBuf, u64, u64)>>,
 }
 
@@ -41,11 +43,13 @@ impl Default for FaultPlan {
             failed_write_no_space: AtomicBool::new(false),
             syncs_before_failure: AtomicI64::new(-1),
             metadata_before_failure: AtomicI64::new(-1),
+            listings_before_failure: AtomicI64::new(-1),
             space_left_bytes: AtomicI64::new(-1),
             fail_writebacks: AtomicBool::new(false),
             writes: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
             metadata_operations: AtomicU64::new(0),
+            listings: AtomicU64::new(0),
             writeback_requests: Mutex::new(Vec::new()),
         }
     }
@@ -82,6 +86,13 @@ impl FaultPlan {
         self.metadata_before_failure.store(count as i64, Ordering::SeqCst);
     }
 
+    /// Lets `count` directory listings through, then fails the next one
+    /// with EIO (as a dying disk would; EMFILE at the open-file limit is
+    /// the same failure to a caller).
+    pub fn fail_list_after(&self, count: u64) {
+        self.listings_before_failure.store(count as i64, Ordering::SeqCst);
+    }
+
     /// Allows `bytes` more bytes of growth (allocation or writes past a file's
     /// end) before returning ENOSPC.
     pub fn limit_space(&self, bytes: u64) {
@@ -99,6 +110,7 @@ impl FaultPlan {
         self.writes_before_failure.store(-1, Ordering::SeqCst);
         self.syncs_before_failure.store(-1, Ordering::SeqCst);
         self.metadata_before_failure.store(-1, Ordering::SeqCst);
+        self.listings_before_failure.store(-1, Ordering::SeqCst);
         self.space_left_bytes.store(-1, Ordering::SeqCst);
         self.fail_writebacks.store(false, Ordering::SeqCst);
     }
@@ -116,6 +128,11 @@ impl FaultPlan {
     /// Renames, removals and directory creations seen so far.
     pub fn metadata_operations(&self) -> u64 {
         self.metadata_operations.load(Ordering::SeqCst)
+    }
+
+    /// Directory listings seen so far.
+    pub fn listings(&self) -> u64 {
+        self.listings.load(Ordering::SeqCst)
     }
 
     /// Calls of [`StorageFile::start_writeback`] seen so far, failed ones
@@ -152,6 +169,14 @@ impl FaultPlan {
     fn check_metadata(&self) -> io::Result<()> {
         self.metadata_operations.fetch_add(1, Ordering::SeqCst);
         if Self::countdown(&self.metadata_before_failure) {
+            return Err(io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error()));
+        }
+        Ok(())
+    }
+
+    fn check_listing(&self) -> io::Result<()> {
+        self.listings.fetch_add(1, Ordering::SeqCst);
+        if Self::countdown(&self.listings_before_failure) {
             return Err(io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error()));
         }
         Ok(())
@@ -198,6 +223,7 @@ impl Storage for FaultyStorage {
     }
 
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.plan.check_listing()?;
         StdStorage.list_dir(path)
     }
 

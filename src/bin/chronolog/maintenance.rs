@@ -16,9 +16,9 @@ use crate::{CliResult, Failure};
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "\
 Atomic across crashes: a marker file makes the next open finish an interrupted cut.
-Snapshots that reflect removed events stay on disk and are skipped by lookups (see
-`chronolog snapshots`). Refused (exit 2) while another process has the log open for
-writing.")]
+Snapshots made from removed events are removed with them (the command says how many):
+aggregates and projections rebuild from older ones. Refused (exit 2) while another
+process has the log open for writing.")]
 pub struct TruncateArgs {
     /// The log directory.
     pub directory: PathBuf,
