@@ -964,6 +964,93 @@ fn a_read_only_runner_or_subscription_notices_a_truncation_after_regrowth() {
     assert!(matches!(subscription.next_timeout(WAIT), Err(Error::LogRewritten { position: 9 })));
 }
 
+/// Review finding: a runner or subscription that had caught up waited for
+/// the event at the log's end, so a truncation that the log grew back over
+/// to that same end, and no further, woke neither. The runner's `wait_for`
+/// kept answering from the cut history and `stop` returned its state as the
+/// log's; a subscription blocked in its iterator slept on, and a live one
+/// delivered the events past its start while it skipped the new ones
+/// before. Each must notice the cut, on a writable handle and on a
+/// read-only one (where the regrown log even has the same length).
+#[test]
+fn a_truncation_grown_back_to_the_same_end_is_noticed_by_caught_up_readers() {
+    for read_only in [false, true] {
+        let directory = tempfile::tempdir().unwrap();
+        let log = Log::open(directory.path(), options()).unwrap();
+        let deposit = |amount: i64| {
+            let payload = serde_json::to_vec(&AccountEvent::Deposited(amount)).unwrap();
+            log.append(&NewEvent::new("account-1", "Deposited", &payload)).unwrap();
+        };
+        for amount in 0..10 {
+            deposit(amount);
+        }
+        let reader = if read_only { Log::open_read_only(directory.path(), options()).unwrap() } else { log.clone() };
+        let (runner, _) = ProjectionRunner::<Balances>::start(&reader, SnapshotStore::open(&reader), 0).unwrap();
+        let (stopped_runner, _) =
+            ProjectionRunner::<Balances>::start(&reader, SnapshotStore::open(&reader), 0).unwrap();
+        let mut subscription = Subscription::from_position(&reader, 0, Filter::default());
+        let live = Subscription::live(&reader, Filter::default());
+        assert!(runner.wait_for(9, WAIT).unwrap() && stopped_runner.wait_for(9, WAIT).unwrap());
+        for _ in 0..10 {
+            subscription.next_timeout(WAIT).unwrap().unwrap();
+        }
+        // Blocked in the iterator (no timeout) when the cut comes.
+        let blocked = std::thread::spawn(move || subscription.next());
+        let live = std::thread::spawn(move || {
+            let mut live = live;
+            live.next_timeout(WAIT)
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        log.truncate_after(6).unwrap();
+        // Payloads of the same length: the regrown log has the same bytes'
+        // length too, and differs only in its records.
+        for amount in [1, 2, 3] {
+            deposit(amount);
+        }
+        assert_eq!(log.next_position(), 10, "grown back to the same end");
+        let context = if read_only { "read-only" } else { "writable" };
+        // A read-only handle shows another's changes once it has reloaded;
+        // `wait_for` of a position already reached answers from the handle
+        // as it is.
+        reader.refresh().unwrap();
+        assert!(
+            matches!(runner.wait_for(9, WAIT), Err(Error::ProjectionFailed { .. })),
+            "{context}: the runner answered from the cut history"
+        );
+        assert!(
+            matches!(stopped_runner.stop(), Err(Error::ProjectionFailed { .. })),
+            "{context}: stop returned the state of the cut history"
+        );
+        let blocked = blocked.join().unwrap();
+        assert!(matches!(blocked, Some(Err(Error::LogRewritten { position: 9 }))), "{context}: {blocked:?}");
+        let live = live.join().unwrap();
+        assert!(matches!(live, Err(Error::LogRewritten { position: 9 })), "{context}: {live:?}");
+    }
+}
+
+/// A live subscription made before a cut below its start notices it once
+/// the log has grown past the start, instead of skipping the new events
+/// below it.
+#[test]
+fn a_subscription_that_has_read_nothing_notices_a_truncation_below_its_start() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), options()).unwrap();
+    for _ in 0..10 {
+        log.append(&NewEvent::new("s", "T", b"old")).unwrap();
+    }
+    let mut live = Subscription::live(&log, Filter::default());
+    let mut from_five = Subscription::from_position(&log, 5, Filter::default());
+    log.truncate_after(2).unwrap();
+    for _ in 0..12 {
+        log.append(&NewEvent::new("s", "T", b"new")).unwrap();
+    }
+    assert!(matches!(live.next_timeout(WAIT), Err(Error::LogRewritten { position: 9 })));
+    assert!(matches!(from_five.next_timeout(WAIT), Err(Error::LogRewritten { position: 4 })));
+    // Made after the cut, they read the log as it is.
+    let mut after = Subscription::from_position(&log, 5, Filter::default());
+    assert_eq!(after.next_timeout(WAIT).unwrap().map(|event| event.position), Some(5));
+}
+
 /// A truncation that cuts a batch keeps its prefix by setting the batch-end
 /// flag on the record it leaves last, which rewrites that record's CRC but
 /// not its event. Whoever took that event's fingerprint before the cut (a

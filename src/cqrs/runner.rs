@@ -10,7 +10,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::projection::{fold, restore, save, Checkpoint, Projection, RebuildReport};
 use crate::error::{Error, Result};
-use crate::log::Log;
+use crate::log::{Log, LogView};
 use crate::snapshot::{SnapshotBound, SnapshotStore};
 
 /// Events a runner folds between two snapshots of its state, unless told
@@ -24,7 +24,8 @@ const CHUNK_EVENTS: u64 = 4096;
 ///
 /// [`ProjectionRunner::start`] restores the latest usable snapshot, then the
 /// thread folds every event after its checkpoint and sleeps until the log
-/// grows (no polling while the log is idle). Every `snapshot_every` events and
+/// changes (an append, or a truncation, which stops it with
+/// `LogRewritten`; no polling while the log is idle). Every `snapshot_every` events and
 /// when stopped it saves state and checkpoint together in one snapshot.
 ///
 /// ```
@@ -149,11 +150,21 @@ impl<P: Projection> ProjectionRunner<P> {
     /// Blocks until the projection has seen the event at `position`
     /// (`Ok(true)`; read-your-writes after a command), or `timeout` passes
     /// (`Ok(false)`). A failed projection returns [`Error::ProjectionFailed`].
+    /// The answer is of the log as this handle shows it now: once a
+    /// truncation has cut the events the read model reflects (even if the
+    /// log grew back over them), it waits for the thread to fail with
+    /// `LogRewritten` rather than answer from the cut history.
     pub fn wait_for(&self, position: u64, timeout: Option<Duration>) -> Result<bool> {
         let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
         let mut progress = self.shared.progress.lock();
+        // Reached, and of the log as it is: after a truncation under the
+        // checkpoint, which the thread is about to report, the read model
+        // reflects a history that is gone.
+        let reached = |checkpoint: &Checkpoint| -> Result<bool> {
+            Ok(checkpoint.next_position > position && cut_under(&self.shared.log.view(), checkpoint)?.is_none())
+        };
         loop {
-            if progress.checkpoint.next_position > position {
+            if reached(&progress.checkpoint)? {
                 return Ok(true);
             }
             if let Some(message) = &progress.failure {
@@ -165,7 +176,7 @@ impl<P: Projection> ProjectionRunner<P> {
             match deadline {
                 Some(deadline) => {
                     if self.shared.progressed.wait_until(&mut progress, deadline).timed_out() {
-                        return Ok(progress.checkpoint.next_position > position);
+                        return reached(&progress.checkpoint);
                     }
                 }
                 None => self.shared.progressed.wait(&mut progress),
@@ -210,23 +221,27 @@ fn run<P: Projection>(shared: &Shared<P>, mut checkpoint: Checkpoint) {
     let filter = P::filter();
     let mut since_snapshot = 0u64;
     let outcome = loop {
-        if shared.stop.load(Ordering::Acquire) {
-            break Ok(());
-        }
         let view = shared.log.view();
         let end = view.next_position();
         // A truncation under the checkpoint, even one the log has since
         // grown back over, shows as another event (or none) at the
-        // checkpoint's last position.
-        if let Some(last) = checkpoint.next_position.checked_sub(1).filter(|&last| last >= view.first_position()) {
-            match view.holds_fingerprint(last, Some(checkpoint.timestamp_ns), checkpoint.anchor_crc) {
-                Ok(true) => {}
-                Ok(false) => break Err(Error::LogRewritten { position: last }.to_string()),
-                Err(error) => break Err(error.to_string()),
-            }
+        // checkpoint's last position. Checked before `stop` is honoured, so
+        // that a state of a history cut meanwhile is not returned by `stop`
+        // as if it were the log's.
+        match cut_under(&view, &checkpoint) {
+            Ok(None) => {}
+            Ok(Some(last)) => break Err(Error::LogRewritten { position: last }.to_string()),
+            Err(error) => break Err(error.to_string()),
         }
-        if checkpoint.next_position == end {
-            if let Err(error) = shared.log.wait_for_or_stop(end, None, &shared.stop) {
+        if shared.stop.load(Ordering::Acquire) {
+            break Ok(());
+        }
+        if checkpoint.next_position >= end {
+            // Caught up: woken by the next append, and by a truncation too
+            // (waiting for the event at `end` would sleep through one, and
+            // `wait_for` would keep answering from the cut history until the
+            // log grew past the old end).
+            if let Err(error) = shared.log.wait_for_change(&view, None, &shared.stop) {
                 break Err(error.to_string());
             }
             continue;
@@ -276,6 +291,18 @@ fn run<P: Projection>(shared: &Shared<P>, mut checkpoint: Checkpoint) {
     progress.finished = true;
     drop(progress);
     shared.progressed.notify_all();
+}
+
+/// The position of the checkpoint's last event when `view` no longer holds
+/// that event (the log was truncated under the checkpoint, even if it has
+/// grown back since); `None` while it does, or once it was purged (a purge
+/// rewrites nothing).
+fn cut_under(view: &LogView, checkpoint: &Checkpoint) -> Result<Option<u64>> {
+    let Some(last) = checkpoint.next_position.checked_sub(1).filter(|&last| last >= view.first_position()) else {
+        return Ok(None);
+    };
+    let held = view.holds_fingerprint(last, Some(checkpoint.timestamp_ns), checkpoint.anchor_crc)?;
+    Ok((!held).then_some(last))
 }
 
 /// Marks the runner finished and failed if its thread panics (in the

@@ -70,13 +70,22 @@ impl Subscription {
     /// From `position` on (positions before the log's first are skipped: they
     /// were purged).
     pub fn from_position(log: &Log, position: u64, filter: Filter) -> Subscription {
+        // The event just before the start, as if the subscription had read
+        // it: a truncation below the start (then a regrowth over it) is
+        // noticed like one below an event it read, rather than skipping the
+        // new events at the positions it had not reached. (Best effort: an
+        // event that cannot be read leaves only the later events' checks.)
+        let last_read = position.checked_sub(1).and_then(|before| {
+            let fingerprint = log.view().fingerprint(before).ok().flatten();
+            fingerprint.map(|fingerprint| (before, fingerprint))
+        });
         Subscription {
             log: log.clone(),
             filter,
             next: position,
             buffer: VecDeque::new(),
             stop: Arc::new(AtomicBool::new(false)),
-            last_read: None,
+            last_read,
         }
     }
 
@@ -171,7 +180,11 @@ impl Subscription {
                 },
                 None => None,
             };
-            if !self.log.wait_for_or_stop(self.next, remaining, &self.stop)? && deadline.is_some() {
+            // Woken by an append, and by a truncation, which the check at the
+            // top of the loop then reports (waiting for the event at
+            // `self.next` would sleep through it, and on until the log grew
+            // past the old end).
+            if !self.log.wait_for_change(&view, remaining, &self.stop)? && deadline.is_some() {
                 // Woken without the event: by the timeout, or by `stop`, which
                 // the top of the loop checks.
                 if self.stop.load(Ordering::Acquire) || deadline.is_some_and(|d| Instant::now() >= d) {

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use super::open::{self, check_against_footer, list_stream_tables};
-use super::state::Published;
 use super::{truncation, Inner, LogView};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::index::stream_table::{self, StreamTable};
@@ -224,7 +223,7 @@ impl Inner {
                 open::load_read_only(&self.directory, &self.options, Some(&shared))
                     .ok()
                     .map(|loaded| loaded.state.published())
-                    .filter(|fresh| !same_log(fresh, &published))
+                    .filter(|fresh| !fresh.same_log(&published))
             };
             match now {
                 Some(now) => published = now,
@@ -399,17 +398,6 @@ impl Inner {
 /// How many times `verify` checks the log when a live writer's changes could
 /// explain what it found.
 const VERIFY_ATTEMPTS: u32 = 3;
-
-/// Whether two states show the same log: the same segments, sealed alike,
-/// and the same end.
-fn same_log(a: &Published, b: &Published) -> bool {
-    (a.first_position, a.next_position, a.active_data_end) == (b.first_position, b.next_position, b.active_data_end)
-        && a.segments.len() == b.segments.len()
-        && a.segments
-            .iter()
-            .zip(b.segments.iter())
-            .all(|(x, y)| x.segment.first_position() == y.segment.first_position() && x.footer == y.footer)
-}
 
 /// The bytes between a sealed segment's last record and its footer must be zero.
 fn padding_problem(segment: &segment::Segment, footer: &SegmentFooter) -> Option<Error> {

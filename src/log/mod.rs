@@ -454,9 +454,76 @@ impl Log {
     /// is shut down without a timeout). A log put in its failed state returns
     /// [`Error::Poisoned`] rather than waiting for events that cannot come.
     pub fn wait_for_or_stop(&self, position: u64, timeout: Option<Duration>, stop: &AtomicBool) -> Result<bool> {
+        self.wait_until(|published| published.next_position > position, timeout, stop)
+    }
+
+    /// Blocks until the log this handle shows is no longer the one `view`
+    /// shows (`Ok(true)`): an event was appended after the view's end, or
+    /// the log was truncated or purged since the view was taken, even if it
+    /// has grown back to the same end since. `Ok(false)` when `timeout`
+    /// passes, or once `stop` is set and [`Log::wake_waiters`] is called.
+    ///
+    /// This is how a reader that has read everything up to a view's end
+    /// waits: waiting for the event at the view's end
+    /// ([`Log::wait_for_or_stop`]) would sleep through a truncation, and on
+    /// until the log grew past the old end, while the history it read was
+    /// gone. A read-only handle compares what it reloads ([`Log::refresh`])
+    /// with the view, down to the view's last record: only another
+    /// process's truncation that the log grows back over with a
+    /// byte-identical last record before a reload looks unchanged to it.
+    ///
+    /// ```
+    /// use chronolog::{Log, LogOptions, NewEvent};
+    /// use std::sync::atomic::AtomicBool;
+    /// use std::time::Duration;
+    ///
+    /// let directory = tempfile::tempdir()?;
+    /// let log = Log::open(directory.path(), LogOptions::default())?;
+    /// for _ in 0..3 {
+    ///     log.append(&NewEvent::new("s", "T", b""))?;
+    /// }
+    /// let view = log.view();
+    /// let (never, now) = (AtomicBool::new(false), Some(Duration::ZERO));
+    /// assert!(!log.wait_for_change(&view, now, &never)?, "nothing happened since the view");
+    /// log.truncate_after(1)?;
+    /// log.append(&NewEvent::new("s", "T", b""))?;
+    /// assert_eq!(log.next_position(), view.next_position());
+    /// assert!(log.wait_for_change(&view, now, &never)?, "cut and grown back: a change");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait_for_change(&self, view: &LogView, timeout: Option<Duration>, stop: &AtomicBool) -> Result<bool> {
+        let seen = view.published();
+        // A writable handle counts its truncations and purges in
+        // `generation`; a read-only one reloads the writer's log without
+        // knowing of them, so it also compares the view's last record.
+        let last = view.next_position().checked_sub(1).filter(|&last| last >= view.first_position());
+        let seen_last = match last {
+            Some(last) if !self.inner.writable => view.fingerprint(last)?.map(|fingerprint| (last, fingerprint)),
+            _ => None,
+        };
+        let changed = |published: &state::Published| {
+            published.generation != seen.generation
+                || !published.same_log(seen)
+                || seen_last.is_some_and(|(last, fingerprint)| {
+                    // An error reading it is a change too: the caller's next
+                    // read meets it.
+                    LogView::new(published.clone()).fingerprint(last).ok().flatten() != Some(fingerprint)
+                })
+        };
+        self.wait_until(changed, timeout, stop)
+    }
+
+    /// Waits until `done` holds of the published state (`Ok(true)`), the
+    /// timeout passes or `stop` is set (`Ok(false)`).
+    fn wait_until(
+        &self,
+        done: impl Fn(&state::Published) -> bool,
+        timeout: Option<Duration>,
+        stop: &AtomicBool,
+    ) -> Result<bool> {
         let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
         let inner = &*self.inner;
-        let visible = || inner.published.read().next_position > position;
+        let visible = || done(&inner.published.read());
         if inner.writable {
             inner
                 .signal

@@ -115,6 +115,23 @@ pub(crate) struct Published {
     pub context: Arc<IndexContext>,
 }
 
+impl Published {
+    /// Whether both show the same log: the same segments, sealed alike, and
+    /// the same end. (A log cut and grown back to the same bytes' length
+    /// between the two looks the same; within one process, `generation`
+    /// tells them apart.)
+    pub fn same_log(&self, other: &Published) -> bool {
+        let ends = |p: &Published| (p.first_position, p.next_position, p.active_data_end);
+        ends(self) == ends(other)
+            && self.segments.len() == other.segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(other.segments.iter())
+                .all(|(x, y)| x.segment.first_position() == y.segment.first_position() && x.footer == y.footer)
+    }
+}
+
 /// Bytes that opening the log dropped or set aside.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DroppedBytes {

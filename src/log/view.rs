@@ -38,6 +38,11 @@ impl LogView {
         LogView { published }
     }
 
+    /// The state this view shows.
+    pub(super) fn published(&self) -> &Published {
+        &self.published
+    }
+
     /// First position in the view.
     pub fn first_position(&self) -> u64 {
         self.published.first_position
