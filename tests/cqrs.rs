@@ -1110,3 +1110,49 @@ fn a_truncation_that_closes_a_batch_at_an_event_keeps_its_fingerprint_valid() {
         matches!(subscription.next_timeout(WAIT), Err(Error::LogRewritten { position }) if position == next.position)
     );
 }
+
+/// A projection that panics on an event of type "Boom".
+#[derive(Default)]
+struct Fragile(u64);
+
+impl chronolog::cqrs::Projection for Fragile {
+    const NAME: &'static str = "fragile";
+    fn apply(&mut self, event: &chronolog::EventRef<'_>) -> Result<(), chronolog::cqrs::CodecError> {
+        assert!(event.event_type != "Boom", "no booms at position {}", event.position);
+        self.0 += 1;
+        Ok(())
+    }
+    fn encode(&self) -> Result<Vec<u8>, chronolog::cqrs::CodecError> {
+        Ok(self.0.to_le_bytes().to_vec())
+    }
+    fn decode(bytes: &[u8]) -> Result<Self, chronolog::cqrs::CodecError> {
+        Ok(Fragile(u64::from_le_bytes(bytes.try_into()?)))
+    }
+}
+
+/// A panic in a projection's own code fails the runner: `wait_for` reports
+/// it rather than waiting for ever, `read` still works, and `stop` returns
+/// the panic's message. No snapshot of the half-applied state is written.
+#[test]
+fn a_panicking_projection_fails_its_runner_with_the_panic_message() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), options()).unwrap();
+    for _ in 0..3 {
+        log.append(&NewEvent::new("s", "Fine", b"")).unwrap();
+    }
+    let (runner, _) = ProjectionRunner::<Fragile>::start(&log, SnapshotStore::open(&log), 1).unwrap();
+    assert!(runner.wait_for(2, WAIT).unwrap());
+    let boom = log.append(&NewEvent::new("s", "Boom", b"")).unwrap();
+    assert!(matches!(runner.wait_for(boom.position, WAIT), Err(Error::ProjectionFailed { .. })));
+    assert_eq!(runner.read(|fragile| fragile.0), 3);
+    let snapshots = runner.snapshots_written();
+    match runner.stop() {
+        Err(Error::ProjectionFailed { message, .. }) => {
+            assert!(message.contains("no booms at position 3"), "{message}");
+        }
+        other => panic!("expected the panic, got {:?}", other.map(|fragile| fragile.0)),
+    }
+    let newest = SnapshotStore::open(&log).list("projection:fragile").unwrap();
+    assert_eq!(newest.len() as u64, snapshots.min(3), "no snapshot after the panic");
+    assert!(newest.iter().all(|entry| entry.meta.as_ref().unwrap().next_position <= 3));
+}

@@ -124,7 +124,9 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 
     /// Reads the read model. It reflects every event before
-    /// [`ProjectionRunner::checkpoint`] at least. Do not call `wait_for` or
+    /// [`ProjectionRunner::checkpoint`] at least. Once the projection has
+    /// failed ([`ProjectionRunner::wait_for`] says so), it is as the failure
+    /// left it: an `apply` that panicked may have applied part of its event. Do not call `wait_for` or
     /// `read` again inside `read`: the runner may be waiting for the write
     /// lock, and the nested call would wait behind it.
     pub fn read<R>(&self, read: impl FnOnce(&P) -> R) -> R {
@@ -186,7 +188,10 @@ impl<P: Projection> ProjectionRunner<P> {
 
     /// Stops the thread, saves a final snapshot when the state moved since the
     /// last one, and returns the read model. Returns the error that stopped
-    /// the projection, if one did.
+    /// the projection, if one did (a panic in the projection's own code
+    /// included, with its message). A final snapshot that fails to be
+    /// written is no error here: the events are in the log, and the next
+    /// start folds them again from the last snapshot that was written.
     pub fn stop(mut self) -> Result<P> {
         self.halt();
         let progress = self.shared.progress.lock();
@@ -201,9 +206,16 @@ impl<P: Projection> ProjectionRunner<P> {
         self.shared.stop.store(true, Ordering::Release);
         self.shared.log.wake_waiters();
         if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                let mut progress = self.shared.progress.lock();
-                progress.failure.get_or_insert_with(|| "the projection thread panicked".to_owned());
+            if let Err(payload) = thread.join() {
+                // The panic's own message, which `FinishOnPanic` (in the
+                // unwinding thread) cannot see.
+                let said = payload.downcast_ref::<&str>().map(|text| (*text).to_owned());
+                let said = said.or_else(|| payload.downcast_ref::<String>().cloned());
+                let message = said.map_or_else(
+                    || "the projection panicked".to_owned(),
+                    |said| format!("the projection panicked: {said}"),
+                );
+                self.shared.progress.lock().failure = Some(message);
             }
         }
     }
