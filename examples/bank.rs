@@ -144,9 +144,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (brute_force, _) = project_as_of::<Balances>(&log, &no_snapshots, AsOf::Time(middle_time))?;
     let without = timed.elapsed();
     if as_of != brute_force {
-        return Err(
-            Error::ProjectionFailed { name: "balances".into(), message: "as-of differs from replay".into() }.into()
-        );
+        return Err(Error::ProjectionFailed {
+            name: "balances".into(),
+            message: "as-of differs from replay".into(),
+            cause: None,
+        }
+        .into());
     }
     println!(
         "every balance as of the middle of the run (position {middle_position}): {:.2?} from the snapshot at {:?} plus {} events, {:.2?} replaying {} events from the start; identical",

@@ -200,14 +200,20 @@ pub enum Error {
         position: u64,
     },
 
-    /// A projection stopped because applying an event or saving its state
-    /// failed; the message says why.
+    /// A projection stopped: applying an event failed, its code panicked,
+    /// or reading the log failed (the engine's error is then `cause`: an
+    /// [`Error::LogRewritten`] there means a truncation under its
+    /// checkpoint, and the projection must start again from before the
+    /// cut). A failed snapshot does not stop a projection.
     #[error("projection {name} failed: {message}")]
     ProjectionFailed {
         /// The projection's name.
         name: String,
         /// What went wrong.
         message: String,
+        /// The engine's error that stopped it, when one did.
+        #[source]
+        cause: Option<std::sync::Arc<Error>>,
     },
 }
 

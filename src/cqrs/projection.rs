@@ -153,6 +153,7 @@ pub(crate) fn fold<P: Projection>(
             state.apply(&event).map_err(|error| Error::ProjectionFailed {
                 name: P::NAME.to_owned(),
                 message: format!("applying the event at position {}: {error}", event.position),
+                cause: None,
             })?;
             checkpoint.applied += 1;
             report.events_applied += 1;

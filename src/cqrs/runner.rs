@@ -82,10 +82,36 @@ struct Shared<P> {
 #[derive(Debug)]
 struct Progress {
     checkpoint: Checkpoint,
-    failure: Option<String>,
+    failure: Option<Failure>,
     finished: bool,
     snapshots_written: u64,
     snapshot_error: Option<String>,
+}
+
+/// Why a runner stopped, kept to be returned to every caller that asks.
+#[derive(Debug, Clone)]
+struct Failure {
+    message: String,
+    cause: Option<Arc<Error>>,
+}
+
+impl Failure {
+    fn of(error: Error) -> Failure {
+        match error {
+            Error::ProjectionFailed { message, cause, .. } => Failure { message, cause },
+            other => Failure { message: other.to_string(), cause: Some(Arc::new(other)) },
+        }
+    }
+
+    fn panicked(said: Option<String>) -> Failure {
+        let message = said
+            .map_or_else(|| "the projection panicked".to_owned(), |said| format!("the projection panicked: {said}"));
+        Failure { message, cause: None }
+    }
+
+    fn error<P: Projection>(&self) -> Error {
+        Error::ProjectionFailed { name: P::NAME.to_owned(), message: self.message.clone(), cause: self.cause.clone() }
+    }
 }
 
 impl<P: Projection> ProjectionRunner<P> {
@@ -169,8 +195,8 @@ impl<P: Projection> ProjectionRunner<P> {
             if reached(&progress.checkpoint)? {
                 return Ok(true);
             }
-            if let Some(message) = &progress.failure {
-                return Err(Error::ProjectionFailed { name: P::NAME.to_owned(), message: message.clone() });
+            if let Some(failure) = &progress.failure {
+                return Err(failure.error::<P>());
             }
             if progress.finished {
                 return Ok(false);
@@ -195,8 +221,8 @@ impl<P: Projection> ProjectionRunner<P> {
     pub fn stop(mut self) -> Result<P> {
         self.halt();
         let progress = self.shared.progress.lock();
-        if let Some(message) = &progress.failure {
-            return Err(Error::ProjectionFailed { name: P::NAME.to_owned(), message: message.clone() });
+        if let Some(failure) = &progress.failure {
+            return Err(failure.error::<P>());
         }
         drop(progress);
         Ok(std::mem::take(&mut *self.shared.state.write()))
@@ -211,11 +237,7 @@ impl<P: Projection> ProjectionRunner<P> {
                 // unwinding thread) cannot see.
                 let said = payload.downcast_ref::<&str>().map(|text| (*text).to_owned());
                 let said = said.or_else(|| payload.downcast_ref::<String>().cloned());
-                let message = said.map_or_else(
-                    || "the projection panicked".to_owned(),
-                    |said| format!("the projection panicked: {said}"),
-                );
-                self.shared.progress.lock().failure = Some(message);
+                self.shared.progress.lock().failure = Some(Failure::panicked(said));
             }
         }
     }
@@ -242,8 +264,8 @@ fn run<P: Projection>(shared: &Shared<P>, mut checkpoint: Checkpoint) {
         // as if it were the log's.
         match cut_under(&view, &checkpoint) {
             Ok(None) => {}
-            Ok(Some(last)) => break Err(Error::LogRewritten { position: last }.to_string()),
-            Err(error) => break Err(error.to_string()),
+            Ok(Some(last)) => break Err(Error::LogRewritten { position: last }),
+            Err(error) => break Err(error),
         }
         if shared.stop.load(Ordering::Acquire) {
             break Ok(());
@@ -254,7 +276,7 @@ fn run<P: Projection>(shared: &Shared<P>, mut checkpoint: Checkpoint) {
             // `wait_for` would keep answering from the cut history until the
             // log grew past the old end).
             if let Err(error) = shared.log.wait_for_change(&view, None, &shared.stop) {
-                break Err(error.to_string());
+                break Err(error);
             }
             continue;
         }
@@ -278,10 +300,7 @@ fn run<P: Projection>(shared: &Shared<P>, mut checkpoint: Checkpoint) {
         drop(state);
         shared.progressed.notify_all();
         if let Err(error) = folded {
-            break Err(match error {
-                Error::ProjectionFailed { message, .. } => message,
-                other => other.to_string(),
-            });
+            break Err(error);
         }
         since_snapshot += report.events_read;
         // A failed snapshot is retried at the next chunk or at stop.
@@ -298,7 +317,7 @@ fn run<P: Projection>(shared: &Shared<P>, mut checkpoint: Checkpoint) {
             }
             progress = shared.progress.lock();
         }
-        Err(message) => progress.failure = Some(message),
+        Err(error) => progress.failure = Some(Failure::of(error)),
     }
     progress.finished = true;
     drop(progress);
@@ -325,7 +344,7 @@ impl<P> Drop for FinishOnPanic<'_, P> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             let mut progress = self.0.progress.lock();
-            progress.failure.get_or_insert_with(|| "the projection panicked".to_owned());
+            progress.failure.get_or_insert_with(|| Failure::panicked(None));
             progress.finished = true;
             drop(progress);
             self.0.progressed.notify_all();
