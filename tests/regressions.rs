@@ -740,3 +740,41 @@ fn a_read_only_open_racing_a_regrown_segment_does_not_take_its_new_stream_table(
     let read: Vec<u64> = view.read_stream("aa", 0).unwrap().map(|e| e.unwrap().position).collect();
     assert_eq!(read.last().copied(), scanned);
 }
+
+/// Review finding: a view that rebuilt a segment index which a truncation
+/// had removed also rebuilt the stream table before that segment from its
+/// own, cut history, and stored it under the name the regrown history's
+/// table has, with no check that a truncation had run since the view (the
+/// index itself was stored only after that check). A later open could take
+/// the stale table for the new history's.
+#[test]
+fn a_view_of_a_cut_history_stores_none_of_its_rebuilt_stream_tables() {
+    let directory = tempfile::tempdir().unwrap();
+    let log = Log::open(directory.path(), common::small_options()).unwrap();
+    common::append_range(&log, 0, 400, 4);
+    drop(log);
+    // Reopened: the sealed segments' indexes are loaded from their files on
+    // first use, not kept from the appends.
+    let log = Log::open(directory.path(), common::small_options()).unwrap();
+    let firsts: Vec<u64> = common::segment_files(directory.path())
+        .iter()
+        .filter_map(|path| chronolog::segment::parse_file_name(path.file_name()?.to_str()?))
+        .collect();
+    assert!(firsts.len() >= 4, "{firsts:?}");
+    let view = log.view();
+    let before: Vec<_> = view.iter().map(|event| event.unwrap().to_event()).collect();
+    // Cut inside the second segment (its table and every later index go),
+    // then grow back past the third segment's start with other records (new
+    // timestamps): the second segment is sealed again, with a new table.
+    log.truncate_after(firsts[1] + 2).unwrap();
+    common::append_range(&log, firsts[1] + 3, firsts[3] + 5, 4);
+    let table = directory.path().join(chronolog::index::stream_table::file_name(firsts[1]));
+    let regrown_table = std::fs::read(&table).expect("the regrown history's table");
+    // The old view reads its own history, rebuilding the indexes it needs.
+    for stream in (0..7).map(|s| format!("stream-{s}")) {
+        let read: Vec<u64> = view.read_stream(&stream, 0).unwrap().map(|event| event.unwrap().position).collect();
+        let scanned: Vec<u64> = before.iter().filter(|e| e.stream == stream).map(|e| e.position).collect();
+        assert_eq!(read, scanned, "{stream}");
+    }
+    assert!(std::fs::read(&table).unwrap() == regrown_table, "the old view stored its table over the new one");
+}

@@ -224,7 +224,10 @@ impl StreamTable {
     fn entry_start(&self, index: usize) -> Option<usize> {
         let at = TABLE_HEADER_SIZE + index * size_of::<u64>();
         let offset = LittleEndian::read_u64(self.bytes.get(at..at + size_of::<u64>())?);
-        usize::try_from(offset).ok()
+        // An entry inside the header or the offset array is damage that the
+        // CRC happened to cover (FORMAT.md: at or after the array's end).
+        let entries_start = TABLE_HEADER_SIZE + self.entry_count * size_of::<u64>();
+        usize::try_from(offset).ok().filter(|&start| start >= entries_start)
     }
 
     fn entry(&self, index: usize) -> Option<(&str, StreamState)> {
@@ -368,6 +371,24 @@ mod tests {
         assert!(
             matches!(older(3), Err((offset, CorruptionKind::NonZeroPadding)) if offset == ANCHOR_CRC_OFFSET as u64)
         );
+    }
+
+    /// A CRC-valid table whose entry offset points into its own header or
+    /// offset array (a writer bug's, or crafted): the entry is absent, not
+    /// garbage read as a stream.
+    #[test]
+    fn an_entry_inside_the_header_or_offset_array_is_absent() {
+        // Entry 1 at the header's next position (3): read as an entry, a
+        // 3-byte name of zero bytes (valid UTF-8), then 16 bytes that fit.
+        let bytes = StreamTable::empty(0).merged_with([("a", state(1)), ("b", state(2))], 3, 0);
+        let mut crafted = bytes;
+        LittleEndian::write_u64(&mut crafted[TABLE_HEADER_SIZE + 8..], NEXT_POSITION_OFFSET as u64);
+        let crc_at = crafted.len() - TABLE_CRC_SIZE;
+        let crc = crc32fast::hash(&crafted[..crc_at]);
+        LittleEndian::write_u32(&mut crafted[crc_at..], crc);
+        let table = StreamTable::decode(crafted).unwrap();
+        assert_eq!(table.iter().map(|(name, _)| name.to_owned()).collect::<Vec<_>>(), vec!["a"]);
+        assert_eq!(table.get("b"), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use rustc_hash::FxHashMap;
 
 use super::open::{check_against_footer, load_stream_table, scan_for_streams};
-use super::state::SegmentEntry;
+use super::state::{RecoveryReport, SegmentEntry};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::index::segment_index::{self, SegmentIndex};
 use crate::index::{StreamState, StreamTable};
@@ -228,8 +228,12 @@ impl IndexContext {
         }
         // Missing or damaged: the segment is the truth.
         let segment = entry.segment.get()?;
-        let table =
-            load_stream_table(&*self.storage, &self.directory, segments, first, self.writable, &mut Default::default());
+        // Not stored by `load_stream_table`: this view may be of a history a
+        // truncation has replaced since (its table would then take the new
+        // history's name). Stored below, as the index is, only while no
+        // truncation or purge has run since the view.
+        let mut rebuilt = RecoveryReport::default();
+        let table = load_stream_table(&*self.storage, &self.directory, segments, first, false, &mut rebuilt);
         // No table covers the positions before the segment when the view
         // holds segments purged since it was taken (a purge removes their
         // index files and supersedes the tables before them): the view's own
@@ -244,10 +248,13 @@ impl IndexContext {
         check_against_footer(segment, &outcome, &footer)?;
         // Only an index whose back links all come from the log's table is
         // stored: one made for a view may lack links to purged positions.
-        if self.writable && matches!(back_links, BackLinks::Table(_)) {
+        if let (true, BackLinks::Table(table)) = (self.writable, &back_links) {
             let current = self.generation.lock();
             if *current == generation {
-                // A hint: failing to store it only costs another rebuild.
+                // Hints: failing to store them only costs another rebuild.
+                if let Some(table_path) = rebuilt.rebuilt_indexes.first() {
+                    let _ = storage::write_atomic(&*self.storage, table_path, table.as_bytes());
+                }
                 let _ = storage::write_atomic(&*self.storage, &path, &anchored_bytes(&index, segment));
             }
         }

@@ -431,7 +431,9 @@ fn clean_shutdown_checkpoint(storage: &dyn Storage, directory: &Path, segment: &
     let path = directory.join(crate::index::segment_index::file_name(segment.first_position()));
     let bytes = storage::map_all(storage, &path).ok()?;
     let data_end = SegmentIndex::peek_data_end(&bytes)?;
-    if data_end <= HEADER_SIZE as u64 || data_end + record::HEADER_SIZE as u64 > segment.data_limit() {
+    // `data_end` is the file's word, not checked yet: no overflow on it.
+    let header_end = data_end.checked_add(record::HEADER_SIZE as u64)?;
+    if data_end <= HEADER_SIZE as u64 || header_end > segment.data_limit() {
         return None;
     }
     if !SegmentIndex::covers(&bytes, segment.first_position(), data_end) {

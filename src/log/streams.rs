@@ -377,11 +377,20 @@ impl<'a> StreamIter<'a> {
                     Direction::Backward => self.view.previous_chunk(&self.stream, &chunk, &mut self.lookahead)?,
                 };
                 if let Some(next) = self.chunk {
-                    // Purged or skipped versions: continue at what the segment holds.
-                    self.version = match self.direction {
-                        Direction::Forward => self.version.max(next.first_version),
-                        Direction::Backward => self.version.min(next.first_version + next.count as u64 - 1),
+                    // A stream's versions run on from one segment to the next
+                    // (purged ones are only ever the oldest, where the read
+                    // starts): a gap is an index that skipped a segment, and
+                    // reading on would silently skip versions.
+                    let next_last = next.first_version + next.count as u64 - 1;
+                    let expected = match self.direction {
+                        Direction::Forward => next.first_version,
+                        Direction::Backward => next_last,
                     };
+                    if expected != self.version {
+                        let path = self.view.segments()[next.segment_index].segment.path().to_path_buf();
+                        let kind = CorruptionKind::InvalidField { field: "stream index back link" };
+                        return Err(Error::corrupted(path, 0, kind));
+                    }
                 }
                 continue;
             }
