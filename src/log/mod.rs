@@ -462,6 +462,8 @@ impl Log {
     /// the log was truncated or purged since the view was taken, even if it
     /// has grown back to the same end since. `Ok(false)` when `timeout`
     /// passes, or once `stop` is set and [`Log::wake_waiters`] is called.
+    /// `view` must come from this handle (or a clone of it): any other's
+    /// counts as changed at once.
     ///
     /// This is how a reader that has read everything up to a view's end
     /// waits: waiting for the event at the view's end
