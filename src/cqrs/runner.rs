@@ -25,8 +25,9 @@ const CHUNK_EVENTS: u64 = 4096;
 /// [`ProjectionRunner::start`] restores the latest usable snapshot, then the
 /// thread folds every event after its checkpoint and sleeps until the log
 /// changes (an append, or a truncation, which stops it with
-/// `LogRewritten`; no polling while the log is idle). Every `snapshot_every` events and
-/// when stopped it saves state and checkpoint together in one snapshot.
+/// `LogRewritten`; no polling while the log is idle). Every
+/// `snapshot_every` events and when stopped it saves state and checkpoint
+/// together in one snapshot.
 ///
 /// ```
 /// # use chronolog::cqrs::{CodecError, Projection};
@@ -89,7 +90,7 @@ struct Progress {
 }
 
 /// Why a runner stopped, kept to be returned to every caller that asks.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Failure {
     message: String,
     cause: Option<Arc<Error>>,
@@ -152,9 +153,10 @@ impl<P: Projection> ProjectionRunner<P> {
     /// Reads the read model. It reflects every event before
     /// [`ProjectionRunner::checkpoint`] at least. Once the projection has
     /// failed ([`ProjectionRunner::wait_for`] says so), it is as the failure
-    /// left it: an `apply` that panicked may have applied part of its event. Do not call `wait_for` or
-    /// `read` again inside `read`: the runner may be waiting for the write
-    /// lock, and the nested call would wait behind it.
+    /// left it: an `apply` that panicked may have applied part of its event.
+    /// Do not call `wait_for` or `read` again inside `read`: the runner may
+    /// be waiting for the write lock, and the nested call would wait behind
+    /// it.
     pub fn read<R>(&self, read: impl FnOnce(&P) -> R) -> R {
         read(&self.shared.state.read())
     }
